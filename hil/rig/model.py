@@ -1,0 +1,210 @@
+"""The rig file as typed models: which instrument is where, soft limits, the device under test.
+
+Every model forbids unknown keys, so a typo in a rig file is an error rather than a silently ignored
+setting. Cross-references (ports named by instruments, unique names, addresses of real instruments) are
+checked in ``RigSpec``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+PROFILES_DIR = Path(__file__).resolve().parent.parent / "instruments" / "profiles"
+
+
+def _profile_names(kind: str, suffix: str) -> list[str]:
+    return sorted(p.stem for p in (PROFILES_DIR / kind).glob(f"*{suffix}"))
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Limits(Strict):
+    """Soft limits of a power source. Units: V, A, W; ramp in V/s and A/s."""
+
+    voltage: float = Field(gt=0)
+    current: float = Field(gt=0)
+    power: float = Field(gt=0)
+    ramp: float = Field(default=100.0, gt=0)
+
+
+class BatterySpec(Strict):
+    """Initial state of an emulated EV's battery."""
+
+    capacity_kwh: float = Field(default=40.0, gt=0)
+    soc: float = Field(default=30.0, ge=0, le=100, description="state of charge [%]")
+    max_voltage: float = Field(default=410.0, gt=0)
+    max_current: float = Field(default=125.0, gt=0)
+
+
+class PortSpec(Strict):
+    """A charging port of the site."""
+
+    name: str = Field(min_length=1)
+    phases: list[Literal[1, 2, 3]] = Field(default=[1, 2, 3], min_length=1)
+    battery: BatterySpec = BatterySpec()
+    ev_present: bool = True
+
+
+class SiteSpec(Strict):
+    """The feeder. Units: A per phase, V phase-to-neutral, Hz, W per phase."""
+
+    limit_a: float = Field(default=100.0, gt=0)
+    phase_voltage: float = Field(default=230.0, gt=0)
+    frequency: float = Field(default=50.0, gt=0)
+    unmanaged_w: list[float] = Field(default=[0.0, 0.0, 0.0], min_length=3, max_length=3)
+
+
+class PowerSourceSpec(Strict):
+    """A programmable DC source reached over VISA/SCPI."""
+
+    name: str = Field(min_length=1)
+    port: str | None = None
+    profile: str
+    emulated: bool = False
+    resource: str | None = None
+    timeout_ms: int = Field(default=2000, gt=0)
+    latency_ms: float | None = Field(default=None, ge=0)
+    limits: Limits
+
+    @model_validator(mode="after")
+    def _known_profile(self) -> "PowerSourceSpec":
+        known = _profile_names("scpi", ".yaml")
+        if known and self.profile not in known:
+            raise ValueError(f"unknown SCPI profile {self.profile!r}; known: {', '.join(known)}")
+        return self
+
+
+class MeterSpec(Strict):
+    """An energy meter reached over Modbus TCP or RTU."""
+
+    name: str = Field(min_length=1)
+    model: str
+    point: str = Field(description="the port name the meter measures, or 'site' for the feeder")
+    emulated: bool = False
+    transport: Literal["tcp", "rtu"] = "tcp"
+    host: str | None = None
+    tcp_port: int = Field(default=502, gt=0, lt=65536)
+    serial_port: str | None = None
+    baudrate: int = Field(default=9600, gt=0)
+    parity: Literal["N", "E", "O"] = "N"
+    unit: int = Field(default=1, ge=0, le=247)
+    timeout_s: float = Field(default=1.0, gt=0)
+    latency_ms: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _known_model(self) -> "MeterSpec":
+        known = _profile_names("meters", ".yaml")
+        if known and self.model not in known:
+            raise ValueError(f"unknown meter model {self.model!r}; known: {', '.join(known)}")
+        return self
+
+
+class EVSimulatorSpec(Strict):
+    """An EV simulator on a CAN bus (any python-can interface)."""
+
+    name: str = Field(min_length=1)
+    port: str | None = None
+    emulated: bool = False
+    interface: str = "socketcand"
+    channel: str = "can0"
+    bitrate: int = Field(default=500_000, gt=0)
+    host: str | None = None
+    tcp_port: int | None = Field(default=None, gt=0, lt=65536)
+    dbc: str = "chademo"
+    charger_ecu: bool = Field(default=True, description="emulated rigs: emulate the charger's CAN side too")
+
+
+class ControlSpec(Strict):
+    """How the device under test is driven: plug in, unplug, present token, cut network..."""
+
+    adapter: Literal["emulated", "command", "prompt"] = "emulated"
+    commands: dict[
+        Literal[
+            "plug_in", "unplug", "present_token", "cut_network", "restore_network", "raise_fault",
+            "clear_fault",
+        ],
+        str,
+    ] = {}
+    timeout_s: float = Field(default=60.0, gt=0)
+
+
+class DutSpec(Strict):
+    """The device under test (used by the OCPP and controller suites)."""
+
+    kind: Literal["none", "charger", "site_controller", "csms", "reference"] = "reference"
+    name: str = "evhil reference"
+    control: ControlSpec = ControlSpec()
+    csms_url: str | None = None
+    ocpp_version: Literal["1.6", "2.0.1"] | None = None
+    connectors: int = Field(default=1, ge=1)
+
+
+class ClockSpec(Strict):
+    scale: float = Field(default=1.0, gt=0, description="simulated seconds per real second")
+
+
+class RigSpec(Strict):
+    """A whole bench or emulated rig."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    clock: ClockSpec = ClockSpec()
+    site: SiteSpec = SiteSpec()
+    ports: list[PortSpec] = []
+    power_sources: list[PowerSourceSpec] = []
+    meters: list[MeterSpec] = []
+    ev_simulators: list[EVSimulatorSpec] = []
+    dut: DutSpec = DutSpec()
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> "RigSpec":
+        port_names = [p.name for p in self.ports]
+        _unique("ports", port_names)
+        _unique("instrument", [i.name for i in self.instruments()])
+        known_ports = set(port_names)
+        for role, items in (("power_sources", self.power_sources), ("ev_simulators", self.ev_simulators)):
+            for k, item in enumerate(items):
+                if item.port is not None and item.port not in known_ports:
+                    raise ValueError(f"{role}[{k}] ({item.name}): port {item.port!r} is not declared under ports")
+                if item.emulated and item.port is None:
+                    raise ValueError(f"{role}[{k}] ({item.name}): an emulated instrument needs a port")
+        for k, m in enumerate(self.meters):
+            if m.point != "site" and m.point not in known_ports:
+                raise ValueError(f"meters[{k}] ({m.name}): point {m.point!r} is neither 'site' nor a declared port")
+        for k, s in enumerate(self.power_sources):
+            if not s.emulated and not s.resource:
+                raise ValueError(f"power_sources[{k}] ({s.name}): a real power source needs a resource")
+        for k, m in enumerate(self.meters):
+            if not m.emulated and m.transport == "tcp" and not m.host:
+                raise ValueError(f"meters[{k}] ({m.name}): a real Modbus TCP meter needs a host")
+            if not m.emulated and m.transport == "rtu" and not m.serial_port:
+                raise ValueError(f"meters[{k}] ({m.name}): a real Modbus RTU meter needs a serial_port")
+        units = [(m.host, m.tcp_port, m.serial_port, m.unit) for m in self.meters if not m.emulated]
+        _unique("meter address (host, tcp_port, serial_port, unit)", units)
+        emulated_units = [m.unit for m in self.meters if m.emulated]
+        _unique("emulated meter unit", emulated_units)
+        for k, e in enumerate(self.ev_simulators):
+            if not e.emulated and e.interface == "socketcand" and not (e.host and e.tcp_port):
+                raise ValueError(f"ev_simulators[{k}] ({e.name}): a socketcand interface needs host and tcp_port")
+        return self
+
+    def instruments(self) -> list[PowerSourceSpec | MeterSpec | EVSimulatorSpec]:
+        return [*self.power_sources, *self.meters, *self.ev_simulators]
+
+    @property
+    def emulated(self) -> bool:
+        """True when any instrument is emulated (evhil then runs the plant)."""
+        return any(i.emulated for i in self.instruments())
+
+
+def _unique(what: str, values: list[object]) -> None:
+    seen: set[object] = set()
+    for v in values:
+        if v in seen:
+            raise ValueError(f"duplicate {what} {v!r}")
+        seen.add(v)

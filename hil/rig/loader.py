@@ -21,6 +21,7 @@ class RigFileError(Exception):
     """A rig file that cannot be used. ``str()`` is the one line to show the user."""
 
     def __init__(self, path: Path | str, problem: str, field: str | None = None, line: int | None = None) -> None:
+        problem = " ".join(problem.split())
         self.path = str(path)
         self.problem = problem
         self.field = field

@@ -1,0 +1,207 @@
+"""The ``hil`` command: check rigs, serve emulated rigs, scan for instruments, run suites."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from hil.rig.loader import DEFAULT_RIG, RigFileError, load_rig
+from hil.rig.model import RigSpec
+from hil.rig.rig import Rig
+
+ROOT = Path(__file__).resolve().parents[1]
+SUITES = ROOT / "suites"
+
+app = typer.Typer(
+    help="evhil: hardware-in-the-loop testing and conformance checking of EV charging systems.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+)
+rig_app = typer.Typer(help="Work with rig files.", no_args_is_help=True)
+app.add_typer(rig_app, name="rig")
+out = Console()
+err = Console(stderr=True)
+
+RigPath = Annotated[Path, typer.Argument(help="rig file (YAML), e.g. rigs/emulated.yaml", show_default=False)]
+
+
+def _load(path: Path) -> RigSpec:
+    try:
+        return load_rig(path)
+    except RigFileError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+@rig_app.command("check")
+def rig_check(path: RigPath) -> None:
+    """Validate a rig file, then reach and identify every instrument in it.
+
+    Power sources answer *IDN?, meters report model and serial, EV simulators must be heard on their CAN
+    channel. Emulated instruments are started first. Exit status: 0 all identified, 1 some not, 2 bad file.
+    """
+    spec = _load(path)
+    table = Table(title=f"rig {spec.name}", show_lines=False)
+    for col in ("instrument", "role", "address", "result"):
+        table.add_column(col)
+    failed = 0
+    with Rig(spec, path) as rig:
+        addresses = {a.name: a for a in rig.addresses()}
+        checks: list[tuple[str, str, Any]] = (
+            [(s.name, "power source", lambda n=s.name: rig.power_source(n).identify()) for s in spec.power_sources]
+            + [(m.name, "meter", lambda n=m.name: rig.meter(n).identify()) for m in spec.meters]
+            + [(e.name, "EV simulator", lambda n=e.name: rig.ev(n).identify()) for e in spec.ev_simulators]
+        )
+        for name, role, identify in checks:
+            try:
+                result = f"[green]ok[/green] {_describe(identify())}"
+            except Exception as exc:  # noqa: BLE001 - every instrument gets a line with its reason
+                failed += 1
+                result = f"[red]FAILED[/red] {exc}"
+            table.add_row(name, role, addresses[name].text, result)
+    out.print(table)
+    if failed:
+        err.print(f"{failed} instrument(s) not identified")
+        raise typer.Exit(1)
+
+
+def _describe(identity: Any) -> str:
+    for attr in ("summary", "raw"):
+        value = getattr(identity, attr, None)
+        if isinstance(value, str) and value:
+            return value
+    return str(identity)
+
+
+@app.command()
+def emulate(
+    path: Annotated[Path, typer.Argument(help="rig file whose emulated instruments to serve")] = DEFAULT_RIG,
+    as_json: Annotated[bool, typer.Option("--json", help="print exactly one JSON line with the addresses")] = False,
+    rig_out: Annotated[
+        Optional[Path], typer.Option(help="also write a rig file that reaches these emulators as real instruments")
+    ] = None,
+) -> None:
+    """Serve the emulated instruments of a rig on 127.0.0.1 until Ctrl-C.
+
+    Prints each address: VISA resource strings for power sources, Modbus host:port and unit for meters,
+    socketcand host:port and channel for EV simulators. Point a charger controller under test, a vendor
+    tool or another evhil (with --rig-out) at them.
+    """
+    spec = _load(path)
+    if not spec.emulated:
+        err.print(f"error: {path}: no instrument is marked emulated: nothing to serve")
+        raise typer.Exit(2)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with Rig(spec, path) as rig:
+        addresses = [a for a in rig.addresses() if _is_emulated(spec, a.name)]
+        if rig_out is not None:
+            rig_out.write_text(yaml.safe_dump(rig.resolved_spec().model_dump(mode="json"), sort_keys=False))
+        if as_json:
+            payload = {"rig": spec.name, "instruments": [{"name": a.name, "role": a.role, "address": a.text, **a.fields}
+                                                         for a in addresses]}
+            print(json.dumps(payload), flush=True)
+        else:
+            table = Table(title=f"serving rig {spec.name} (Ctrl-C stops)")
+            for col in ("instrument", "role", "address"):
+                table.add_column(col)
+            for a in addresses:
+                table.add_row(a.name, a.role, a.text)
+            out.print(table)
+            if rig_out is not None:
+                out.print(f"rig file for these emulators: {rig_out}")
+        while not stop.wait(0.2):
+            pass
+    if not as_json:
+        out.print("stopped; every source left off")
+
+
+def _is_emulated(spec: RigSpec, name: str) -> bool:
+    return any(i.name == name and i.emulated for i in spec.instruments())
+
+
+@app.command()
+def scan(
+    timeout: Annotated[float, typer.Option(help="seconds to spend per transport")] = 5.0,
+) -> None:
+    """List the VISA resources (pyvisa-py) and CAN interfaces (python-can) this machine can see.
+
+    Use the strings it prints as `resource:` and `interface:`/`channel:` in a rig file.
+    """
+    import can
+    import pyvisa
+
+    table = Table(title="instruments visible from this machine")
+    table.add_column("kind")
+    table.add_column("address")
+    try:
+        rm = pyvisa.ResourceManager("@py")
+        for resource in rm.list_resources("?*"):
+            table.add_row("VISA", resource)
+        rm.close()
+    except Exception as exc:  # noqa: BLE001 - report and go on to CAN
+        table.add_row("VISA", f"[red]scan failed:[/red] {exc}")
+    result: list[dict[str, Any]] = []
+    worker = threading.Thread(target=lambda: result.extend(_can_configs()), daemon=True)
+    worker.start()
+    worker.join(timeout)
+    for config in result:
+        table.add_row("CAN", f"interface={config.get('interface')} channel={config.get('channel')}")
+    if worker.is_alive():
+        table.add_row("CAN", f"[yellow]scan still running after {timeout:g} s; partial list[/yellow]")
+    out.print(table)
+
+
+def _can_configs() -> list[dict[str, Any]]:
+    import can
+
+    interfaces = [i for i in ("socketcan", "pcan", "kvaser", "vector", "ixxat", "slcan") if i in can.VALID_INTERFACES]
+    configs: list[dict[str, Any]] = []
+    for interface in interfaces:
+        try:
+            configs.extend(can.detect_available_configs(interfaces=[interface]))
+        except Exception:  # noqa: BLE001 - a missing vendor library just means no such adapters
+            continue
+    return configs
+
+
+@app.command()
+def run(
+    suites: Annotated[Optional[list[Path]], typer.Argument(help="suite folders or test files (default: all suites)")] = None,
+    rig_path: Annotated[Path, typer.Option("--rig", help="rig file")] = DEFAULT_RIG,
+    reports: Annotated[Path, typer.Option(help="where runs write their output")] = Path("reports"),
+    pytest_args: Annotated[Optional[list[str]], typer.Option("--pytest-arg", help="extra argument for pytest (repeatable)")] = None,
+) -> None:
+    """Run suites against a rig; write JUnit XML and Allure results under reports/<run>/.
+
+    Exit status is pytest's (0 all passed, 1 failures), 2 for a bad rig file.
+    """
+    _load(rig_path)
+    run_dir = reports / time.strftime("%Y%m%d-%H%M%S")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    targets = [str(p) for p in (suites or [SUITES])]
+    command = [
+        sys.executable, "-m", "pytest", *targets, "--rig", str(rig_path), "-p", "no:cacheprovider",
+        f"--junitxml={run_dir / 'junit.xml'}", f"--alluredir={run_dir / 'allure-results'}", "-q",
+        f"--rootdir={ROOT}", *(pytest_args or []),
+    ]
+    out.print(f"run {run_dir.name}: {' '.join(targets)} on rig {rig_path}")
+    status = subprocess.call(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    out.print(f"results: {run_dir}/junit.xml, {run_dir}/allure-results/")
+    raise typer.Exit(status)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,174 @@
+"""The evhil pytest plugin (entry point ``pytest11: hil``).
+
+Options: ``--rig PATH`` (default: the shipped emulated rig). Fixtures: ``rig``, ``clock``, ``plant``,
+``power_source`` / ``power_sources``, ``meter`` / ``meters``, ``ev`` / ``evs``. Every power source is put
+in its verified safe state after each test that used one, at the end of the session, on SIGTERM (turned
+into KeyboardInterrupt so teardown runs) and at interpreter exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hil.clock import Clock
+from hil.instruments.energy_meter import EnergyMeter
+from hil.instruments.errors import InstrumentError
+from hil.instruments.ev_simulator import EVSimulator
+from hil.instruments.power_source import PowerSource
+from hil.plant import Plant
+from hil.rig.loader import DEFAULT_RIG, RigFileError, load_rig
+from hil.rig.model import RigSpec
+from hil.rig.rig import Rig
+
+_RIG_KEY = pytest.StashKey[RigSpec]()
+_state: dict[str, Rig] = {}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("hil", "evhil hardware-in-the-loop")
+    group.addoption(
+        "--rig", action="store", default=None, metavar="PATH",
+        help=f"rig file naming the instruments (default: the emulated rig {DEFAULT_RIG.name})",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "bench: needs a real bench; skipped unless --rig names a real rig")
+    config.addinivalue_line("markers", "emulated_only: needs an emulated rig (fault injection, plant access)")
+    path = Path(config.getoption("--rig") or DEFAULT_RIG)
+    try:
+        config.stash[_RIG_KEY] = load_rig(path)
+    except RigFileError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    if hasattr(signal, "SIGTERM"):
+        try:
+            signal.signal(signal.SIGTERM, _sigterm)
+        except ValueError:  # not the main thread
+            pass
+
+
+def _sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    spec = config.stash[_RIG_KEY]
+    for item in items:
+        if item.get_closest_marker("bench") and spec.emulated:
+            item.add_marker(pytest.mark.skip(reason=f"needs a real bench; rig {spec.name!r} is emulated"))
+        if item.get_closest_marker("emulated_only") and not spec.emulated:
+            item.add_marker(pytest.mark.skip(reason=f"needs an emulated rig; rig {spec.name!r} is real"))
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    spec = config.stash[_RIG_KEY]
+    kind = "emulated" if spec.emulated else "real bench"
+    return (
+        f"evhil rig: {spec.name} ({kind}): {len(spec.power_sources)} power source(s), "
+        f"{len(spec.meters)} meter(s), {len(spec.ev_simulators)} EV simulator(s)"
+    )
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _close_rig()
+
+
+def _close_rig() -> None:
+    rig = _state.pop("rig", None)
+    if rig is not None:
+        rig.close()
+
+
+atexit.register(_close_rig)
+
+
+@pytest.fixture(scope="session")
+def rig(pytestconfig: pytest.Config) -> Iterator[Rig]:
+    """The running rig of ``--rig``: emulators started, drivers opened on demand."""
+    instance = Rig(pytestconfig.stash[_RIG_KEY], pytestconfig.getoption("--rig") or DEFAULT_RIG)
+    _state["rig"] = instance
+    try:
+        instance.start()
+    except InstrumentError as exc:
+        pytest.fail(f"rig {instance.spec.name}: {exc}", pytrace=False)
+    yield instance
+    _close_rig()
+
+
+@pytest.fixture(scope="session")
+def clock(rig: Rig) -> Clock:
+    """The rig's clock (real time on benches, scaled on emulated rigs)."""
+    return rig.clock
+
+
+@pytest.fixture(scope="session")
+def plant(rig: Rig) -> Plant:
+    """The physics behind the emulators (emulated rigs only)."""
+    if rig.plant is None:
+        pytest.skip(f"rig {rig.spec.name!r} is a real bench: there is no emulated plant")
+    return rig.plant
+
+
+def _open(opener: Any, *args: Any) -> Any:
+    try:
+        return opener(*args)
+    except (InstrumentError, LookupError) as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture
+def power_source(rig: Rig) -> Iterator[PowerSource]:
+    """The rig's first power source; left in its verified safe state after the test."""
+    if not rig.spec.power_sources:
+        pytest.skip(f"rig {rig.spec.name!r} has no power source")
+    source = _open(rig.power_source)
+    try:
+        yield source
+    finally:
+        source.safe_state()
+
+
+@pytest.fixture
+def power_sources(rig: Rig) -> Iterator[dict[str, PowerSource]]:
+    """Every power source of the rig by name; all left in their verified safe state after the test."""
+    sources = {s.name: _open(rig.power_source, s.name) for s in rig.spec.power_sources}
+    try:
+        yield sources
+    finally:
+        failures = {name: err for name, err in rig.safe_state().items() if err}
+        if failures:
+            pytest.fail(f"safe state not verified: {failures}", pytrace=False)
+
+
+@pytest.fixture
+def meter(rig: Rig) -> EnergyMeter:
+    """The rig's first energy meter."""
+    if not rig.spec.meters:
+        pytest.skip(f"rig {rig.spec.name!r} has no meter")
+    return _open(rig.meter)
+
+
+@pytest.fixture
+def meters(rig: Rig) -> dict[str, EnergyMeter]:
+    """Every energy meter of the rig by name."""
+    return {m.name: _open(rig.meter, m.name) for m in rig.spec.meters}
+
+
+@pytest.fixture
+def ev(rig: Rig) -> EVSimulator:
+    """The rig's first EV simulator."""
+    if not rig.spec.ev_simulators:
+        pytest.skip(f"rig {rig.spec.name!r} has no EV simulator")
+    return _open(rig.ev)
+
+
+@pytest.fixture
+def evs(rig: Rig) -> dict[str, EVSimulator]:
+    """Every EV simulator of the rig by name."""
+    return {e.name: _open(rig.ev, e.name) for e in rig.spec.ev_simulators}

@@ -44,6 +44,8 @@ class PowerStage:
     ovp_level: float = 1100.0
     ocp_level: float = 220.0
     ocp_enabled: bool = True
+    ocp_on_cc: bool = False
+    """Over-current protection trips when the stage enters constant current (Keysight semantics)."""
     opp_level: float = 110_000.0
     voltage: float = 0.0
     """Output voltage now [V]."""
@@ -107,6 +109,8 @@ class PowerStage:
         if self.voltage > self.ovp_level:
             self.trip(Protection.OVER_VOLTAGE)
         if self.ocp_enabled and self.current > self.ocp_level:
+            self.trip(Protection.OVER_CURRENT)
+        if self.ocp_on_cc and self.regulation is Regulation.CC:
             self.trip(Protection.OVER_CURRENT)
         if self.power > self.opp_level:
             self.trip(Protection.OVER_POWER)

@@ -42,7 +42,7 @@ def test_bad_rig_is_a_usage_error(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_nothing():\n    pass\n")
     result = pytester.runpytest_subprocess("--rig", str(rig), "-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([f"*{rig}:2: unknown key 'bogus'*"])
+    result.stderr.fnmatch_lines([f"*{rig}:2: bogus: unknown key 'bogus'*"])
 
 
 def test_bench_tests_skip_on_emulated_rig(pytester: pytest.Pytester) -> None:

@@ -57,7 +57,7 @@ def test_good_rig_parses() -> None:
 
 BAD = {
     # kind: (text, expected line, fragment of the message)
-    "unknown top-level key": (GOOD + "colour: blue\n", 15, "unknown key 'colour'"),
+    "unknown top-level key": (GOOD + "colour: blue\n", 14, "unknown key 'colour'"),
     "unknown nested key": (GOOD.replace("power: 40000}", "power: 40000, volts: 3}"), 9, "unknown key 'volts'"),
     "wrong type": (GOOD.replace("current: 100", "current: lots"), 9, "power_sources[0].limits.current"),
     "negative limit": (GOOD.replace("voltage: 500", "voltage: -5"), 9, "greater than 0"),
@@ -74,8 +74,8 @@ BAD = {
     "not a mapping": ("- just\n- a list\n", 1, "top level must be a mapping"),
     "empty file": ("", None, "is empty"),
     "bad unit id": (GOOD.replace("point: p1, emulated", "point: p1, unit: 300, emulated"), 11, "less than or equal to 247"),
-    "bad control adapter": (GOOD + "dut: {control: {adapter: telepathy}}\n", 15, "dut.control.adapter"),
-    "unknown control action": (GOOD + "dut: {control: {adapter: command, commands: {dance: x}}}\n", 15, "dut.control.commands"),
+    "bad control adapter": (GOOD + "dut: {control: {adapter: telepathy}}\n", 14, "dut.control.adapter"),
+    "unknown control action": (GOOD + "dut: {control: {adapter: command, commands: {dance: x}}}\n", 14, "dut.control.commands"),
     "socketcand without host": (GOOD.replace("{name: ev1, port: p1, emulated: true}", "{name: ev1, port: p1}"), 13, "needs host and tcp_port"),
 }
 

@@ -3,6 +3,8 @@ source ends safe. Runs unchanged against emulated and real rigs (``--rig``)."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from hil.instruments.errors import ProtectionTripped, SoftLimitError
@@ -30,8 +32,10 @@ def test_meters_identify_and_read(rig: Rig) -> None:
 
 
 def test_ev_simulators_heard_on_the_bus(rig: Rig) -> None:
-    for name in _names(rig, "ev_simulators"):
-        identity = rig.ev(name).identify(timeout=2.0)
+    names = _names(rig, "ev_simulators")
+    with ThreadPoolExecutor(max_workers=max(len(names), 1)) as pool:  # listen to every bus at once
+        identities = dict(zip(names, pool.map(lambda n: rig.ev(n).identify(timeout=2.0), names)))
+    for name, identity in identities.items():
         rates = {frame_id: hz for frame_id, hz in identity.frames_seen.items() if frame_id in (0x100, 0x101, 0x102)}
         assert set(rates) == {0x100, 0x101, 0x102}, f"{name}: EV frames seen {identity.frames_seen}"
 

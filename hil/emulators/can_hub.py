@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
@@ -22,9 +22,9 @@ log = logging.getLogger(__name__)
 class _Client:
     writer: asyncio.StreamWriter
     channel: str | None = None
+    raw: bool = False
+    """In raw mode: frames are relayed to it (not before, or they would corrupt its handshake)."""
     peer: str = ""
-    frames_in: int = 0
-    errors: list[str] = field(default_factory=list)
 
 
 class CanHub:
@@ -95,11 +95,12 @@ class CanHub:
         if verb == "open" and len(words) == 2:
             client.channel = words[1]
             client.writer.write(b"< ok >")
-        elif verb == "rawmode" and len(words) == 1:
+        elif verb == "rawmode" and len(words) == 1 and client.channel is not None:
             client.writer.write(b"< ok >")
+            client.raw = True
         elif verb == "echo":
             client.writer.write(b"< echo >")
-        elif verb == "send" and client.channel is not None:
+        elif verb == "send" and client.raw:
             frame = _frame(words)
             if frame is None:
                 log.warning("can hub: malformed send from %s: %s", client.peer, " ".join(words))
@@ -115,7 +116,7 @@ class CanHub:
         line = f"< frame {can_id} {now:.6f} {data.hex().upper()} >".encode("ascii")
         self.frames += 1
         for client in self._clients:
-            if client is not sender and client.channel == sender.channel:
+            if client is not sender and client.raw and client.channel == sender.channel:
                 client.writer.write(line)
 
 

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -63,12 +65,16 @@ def rig_check(path: RigPath) -> None:
             + [(m.name, "meter", lambda n=m.name: rig.meter(n).identify()) for m in spec.meters]
             + [(e.name, "EV simulator", lambda n=e.name: rig.ev(n).identify()) for e in spec.ev_simulators]
         )
-        for name, role, identify in checks:
+        def check(identify: Any) -> tuple[bool, str]:
             try:
-                result = f"[green]ok[/green] {_describe(identify())}"
+                return True, f"[green]ok[/green] {_describe(identify())}"
             except Exception as exc:  # noqa: BLE001 - every instrument gets a line with its reason
-                failed += 1
-                result = f"[red]FAILED[/red] {exc}"
+                return False, f"[red]FAILED[/red] {exc}"
+
+        with ThreadPoolExecutor(max_workers=8) as pool:  # each instrument has its own lock and session
+            results = list(pool.map(check, [identify for _, _, identify in checks]))
+        for (name, role, _), (ok, result) in zip(checks, results):
+            failed += not ok
             table.add_row(name, role, addresses[name].text, result)
     out.print(table)
     if failed:
@@ -148,7 +154,10 @@ def scan(
     table.add_column("address")
     try:
         rm = pyvisa.ResourceManager("@py")
-        for resource in rm.list_resources("?*"):
+        with warnings.catch_warnings():  # pyvisa-py nags about optional discovery packages
+            warnings.simplefilter("ignore")
+            resources = rm.list_resources("?*")
+        for resource in resources:
             table.add_row("VISA", resource)
         rm.close()
     except Exception as exc:  # noqa: BLE001 - report and go on to CAN

@@ -248,3 +248,32 @@ def test_unopenable_interface_names_the_ev() -> None:
     sim = EVSimulator(interface="socketcand", channel="can0", name="ev9", bus_kwargs={"host": "127.0.0.1", "port": 9})
     with pytest.raises(InstrumentUnreachable, match=r"ev9 \(socketcand 127.0.0.1:9 channel can0\)"):
         sim.open()
+
+
+def test_latency_and_no_reply_of_the_simulator(driver: EVSimulator, link: tuple[str, EmulatedEV, EmulatedChargerECU]) -> None:
+    _, ev, _ = link
+    ev.latency = 0.05
+    start = time.monotonic()
+    driver.ping()
+    assert time.monotonic() - start >= 0.05
+    ev.latency = 0.0
+    ev.faults.no_reply = True
+    with pytest.raises(InstrumentProtocolError, match="no EVSIM_Status for PING"):
+        driver.ping()
+    ev.faults.clear()
+    assert driver.ping().state is SimState.PLUGGED
+
+
+def test_hub_latency_delays_delivery(emulator_loop: EmulatorLoop) -> None:
+    hub = CanHub(latency=0.05)
+    emulator_loop.run(hub.start())
+    a, b = can.Bus(**hub.address("can0")), can.Bus(**hub.address("can0"))
+    try:
+        start = time.monotonic()
+        a.send(can.Message(arbitration_id=0x10, data=b"\x01", is_extended_id=False))
+        assert b.recv(timeout=2.0) is not None
+        assert time.monotonic() - start >= 0.05
+    finally:
+        a.shutdown()
+        b.shutdown()
+        emulator_loop.run(hub.stop())

@@ -30,9 +30,11 @@ class _Client:
 class CanHub:
     """The hub. ``await start()`` binds ``host`` (127.0.0.1) on ``port`` (0: a free one); see ``.port``."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, latency: float = 0.0) -> None:
         self.host = host
         self.port = port
+        self.latency = latency
+        """Delay before a frame reaches the other clients [s] (a 500 kbit/s frame takes about 0.25 ms)."""
         self.frames = 0
         """Frames relayed since start."""
         self._clients: set[_Client] = set()
@@ -115,9 +117,17 @@ class CanHub:
         now = time.time()
         line = f"< frame {can_id} {now:.6f} {data.hex().upper()} >".encode("ascii")
         self.frames += 1
-        for client in self._clients:
-            if client is not sender and client.raw and client.channel == sender.channel:
-                client.writer.write(line)
+        receivers = [c for c in self._clients if c is not sender and c.raw and c.channel == sender.channel]
+        if self.latency > 0:
+            asyncio.get_running_loop().call_later(self.latency, _deliver, receivers, line)
+        else:
+            _deliver(receivers, line)
+
+
+def _deliver(receivers: list[_Client], line: bytes) -> None:
+    for client in receivers:
+        if not client.writer.is_closing():
+            client.writer.write(line)
 
 
 def _frame(words: list[str]) -> tuple[str, bytes] | None:

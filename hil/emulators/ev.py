@@ -33,11 +33,13 @@ STOP_CURRENT_A = 5.0
 class EmulatedEV:
     """The EV side of one CHAdeMO link. ``start()`` / ``stop()`` run and end its threads."""
 
-    def __init__(self, plant: Plant, port: str, bus: can.BusABC, *, period: float = PERIOD_S) -> None:
+    def __init__(self, plant: Plant, port: str, bus: can.BusABC, *, period: float = PERIOD_S, latency: float = 0.0) -> None:
         self.plant = plant
         self.port = port
         self.bus = bus
         self.period = period
+        self.latency = latency
+        """Delay before the simulator answers a control command [s] (plus ``faults.latency``)."""
         self.faults = Faults()
         self.db = load_dbc()
         self.state = SimState.PLUGGED if self._ev().plugged_in else SimState.UNPLUGGED
@@ -117,6 +119,11 @@ class EmulatedEV:
                 fields = self.db.decode_message(msg.arbitration_id, msg.data, decode_choices=False)
                 self.command(SimCommand(int(fields["Command"])), int(fields["StateOfCharge"]), int(fields["CurrentCap"]),
                              int(fields["Faults"]), int(fields["SilenceMask"]))
+                if self.faults.no_reply:
+                    return
+                delay = self.latency + self.faults.latency + self.faults.late_reply
+                if delay > 0:
+                    time.sleep(delay)
                 self._send(SIM_STATUS, self._status(int(fields["Sequence"])))
         except (ValueError, KeyError) as exc:
             log.warning("EV at %s: ignoring malformed frame %s: %s", self.port, msg, exc)

@@ -146,7 +146,6 @@ def scan(
 
     Use the strings it prints as `resource:` and `interface:`/`channel:` in a rig file.
     """
-    import can
     import pyvisa
 
     table = Table(title="instruments visible from this machine")

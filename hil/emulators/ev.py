@@ -21,7 +21,7 @@ from hil.instruments.chademo import (
     CHARGER_STATUS, EV_LIMITS, EV_REQUEST, EV_TIMES, FAULT_SIGNALS, PERIOD_S, SILENCE_BITS, SILENCE_TIMEOUT_S,
     SIM_CONTROL, SIM_STATUS, SimCommand, SimState, load_dbc,
 )
-from hil.plant import Plant
+from hil.plant import EV, Plant
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class EmulatedEV:
         self._thread: threading.Thread | None = None
         self._notifier: can.Notifier | None = None
 
-    def _ev(self):  # type: ignore[no-untyped-def]
+    def _ev(self) -> EV:
         ev = self.plant.port(self.port).ev
         if ev is None:
             raise LookupError(f"port {self.port!r} has no EV")

@@ -55,7 +55,7 @@ class _Meter:
         if self.map.sunspec is None:
             for start, end in ident.blocks:
                 tables[ident.table].append(SimData(start, values=self._identity_registers(start, end), datatype=DataType.REGISTERS, readonly=True))
-        for name, entries in tables.items():
+        for entries in tables.values():
             if not entries:
                 entries.append(SimData(65534, datatype=DataType.INVALID))
         return SimDevice(id=self.unit, simdata=(bits, list(bits), tables["holding"], tables["input"]), action=action)  # type: ignore[arg-type]

@@ -85,6 +85,7 @@ class EnergyMeter:
         self._base: int | None = None
         """SunSpec: address of the metering model's ID register; other maps: 0."""
         self._common: int | None = None
+        self._plans: dict[tuple[str, ...], list[tuple[int, int]]] = {}
 
     @property
     def address(self) -> str:
@@ -241,18 +242,18 @@ class EnergyMeter:
         m = self.map
         if m.sunspec is not None and self._base is None:
             self._scan()
-        base = self._base or 0
-        points = {n: m.points[n] for n in names}
-        needed = [Point(address=base + p.address, type=p.type, count=p.count) for p in points.values()]
-        sfs = sorted({p.scale_factor for p in points.values() if p.scale_factor is not None})
-        needed += [Point(address=base + sf, type="int16") for sf in sfs]
-        blocks = [(b0 + base, b1 + base) for b0, b1 in m.blocks] if m.blocks else []
+        key = tuple(names)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = self._plan(names)
         regs: dict[int, int] = {}
-        for address, count in spans(needed, blocks, m.max_registers):
-            for k, r in enumerate(self._read(address, count, m.table)):
-                regs[address + k] = r
+        for address, count in plan:
+            for k, r in enumerate(self._read(address, count, m.table), start=address):
+                regs[k] = r
+        base = self._base or 0
         out = {}
-        for n, p in points.items():
+        for n in names:
+            p = m.points[n]
             a = base + p.address
             exponent = 0
             if p.scale_factor is not None:
@@ -261,6 +262,17 @@ class EnergyMeter:
             value = m.decode(p, [regs[a + k] for k in range(p.width)], exponent)
             out[n] = value / 1000.0 if p.unit == "Wh" else value
         return out
+
+    def _plan(self, names: list[str]) -> list[tuple[int, int]]:
+        """The reads ``(address, count)`` that cover ``names`` and their scale factors."""
+        m = self.map
+        base = self._base or 0
+        points = [m.points[n] for n in names]
+        needed = [Point(address=base + p.address, type=p.type, count=p.count) for p in points]
+        sfs = sorted({p.scale_factor for p in points if p.scale_factor is not None})
+        needed += [Point(address=base + sf, type="int16") for sf in sfs]
+        blocks = [(b0 + base, b1 + base) for b0, b1 in m.blocks]
+        return spans(needed, blocks, m.max_registers)
 
     def identify(self) -> MeterIdentity:
         """Model and serial number as the meter reports them."""

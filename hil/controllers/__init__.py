@@ -1,0 +1,1 @@
+"""Reference charging controllers and the allocation rules they share."""

@@ -61,6 +61,8 @@ class Event:
     time: float
     kind: str = "limit_step"
     reduction_a: float | None = None
+    settling_s: float | None = None
+    """This event's settling time [s] when it differs from the run's (demand response with notice: 0)."""
 
 
 @dataclass
@@ -159,9 +161,11 @@ def check(
     event_rows: list[dict[str, Any]] = []
     transient_pass = True
     settle_times: list[float | None] = []
+    settle_limits: list[float] = []
     ordered = sorted(events, key=lambda e: e.time)
     for k, ev in enumerate(ordered):
-        inside = (tw >= ev.time - 1e-9) & (tw < ev.time + ts - 1e-9)
+        ts_k = ts if ev.settling_s is None else float(ev.settling_s)
+        inside = (tw >= ev.time - 1e-9) & (tw < ev.time + ts_k - 1e-9)
         in_window |= inside
         before_rows = np.nonzero(tw < ev.time - 1e-9)[0]
         after_rows = np.nonzero(tw >= ev.time - 1e-9)[0]
@@ -172,9 +176,10 @@ def check(
             np.full(lim.shape[1], ev.reduction_a) if ev.reduction_a is not None else np.maximum(lim_before - lim_after, 0.0)
         )
         # A linear ramp from the old band down to the new limit over T_s: half of (drop + old margin) x T_s.
-        allowance = 0.5 * (reduction + (tol_before - lim_before)) * ts
+        allowance = 0.5 * (reduction + (tol_before - lim_before)) * ts_k
         integral = excess[inside].sum(axis=0) * window_s
-        rises = bool((cur[inside] > np.maximum(tol_before, tol[inside]) + 1e-9).any())
+        # A limit drop may not be met by a rise; a load step (explicit reduction) rises by itself.
+        rises = ev.reduction_a is None and bool((cur[inside] > np.maximum(tol_before, tol[inside]) + 1e-9).any())
         ok = not rises and bool((integral <= allowance + 1e-9).all())
         transient_pass &= ok
         # Settling: first window after the event from which the current stays in band until the next event.
@@ -188,6 +193,7 @@ def check(
             elif bad[-1] + 1 < len(span):
                 settled = float(tw[span[bad[-1] + 1]] - ev.time)
         settle_times.append(settled)
+        settle_limits.append(ts_k)
         event_rows.append({
             "time": ev.time, "kind": ev.kind, "reduction_a": float(np.max(reduction)), "settling_s": settled,
             "overshoot_integral_as": float(integral.sum()), "allowance_as": float(np.max(allowance)), "transient_pass": ok,
@@ -210,7 +216,9 @@ def check(
         overshoot_kwh=integral_as * voltage / 3.6e6,
         time_above_band_s=float(above.sum() * window_s),
         worst_settling_s=None if len(known) < len(settle_times) else (max(known) if known else 0.0),
-        settled_fraction=(sum(1 for s in settle_times if s is not None and s <= ts + 1e-9) / len(settle_times)) if settle_times else 1.0,
+        settled_fraction=(
+            sum(1 for s, lim_s in zip(settle_times, settle_limits) if s is not None and s <= lim_s + 1e-9) / len(settle_times)
+        ) if settle_times else 1.0,
         settling_s=settling_s,
         steady_violation_s=float(steady_bad.sum() * window_s),
         longest_above_s=longest,

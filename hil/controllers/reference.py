@@ -1,0 +1,113 @@
+"""The reference controllers: plain plug-in, sequential (and its timer variant), parallel (and weighted).
+
+- ``PlainPlugIn``: every EV gets its maximum; no coordination. The negative control.
+- ``Sequential``: one session at a time in first-come or earliest-deadline order; the head gets what the
+  headroom allows (0 below 6 A). ``slot_s`` set: the head rotates every slot (timer load sharing).
+- ``Parallel``: equal share by progressive filling per phase with the 6 A floor; when the headroom cannot
+  give every EV 6 A, admission rotates every ``rotate_s``. ``weights`` by port give a priority variant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hil.controllers.allocation import MIN_CURRENT_A, equal_share, quantise
+from hil.controllers.observation import Array, Decision, Headroom, Observation
+
+
+@dataclass
+class PlainPlugIn:
+    name: str = "plain"
+    architecture: str = "plain"
+
+    def decide(self, obs: Observation) -> Decision:
+        return Decision(np.where(obs.connected, obs.ev_max_a, 0.0))
+
+
+@dataclass
+class Sequential:
+    """One session at a time. ``order``: ``fcfs`` (arrival) or ``edf`` (departure)."""
+
+    order: str = "fcfs"
+    slot_s: float | None = None
+    unmanaged_max_a: float = 0.0
+    name: str = "sequential"
+    architecture: str = "local"
+    _shell: Headroom = field(init=False)
+    _head: int | None = field(default=None, init=False)
+    _since: float = field(default=0.0, init=False)
+
+    def __post_init__(self) -> None:
+        if self.order not in ("fcfs", "edf"):
+            raise ValueError(f"order must be fcfs or edf, not {self.order!r}")
+        self._shell = Headroom(self.unmanaged_max_a)
+        if self.slot_s is not None:
+            self.architecture = "timer"
+
+    def decide(self, obs: Observation) -> Decision:
+        headroom, stale = self._shell(obs)
+        waiting = np.nonzero(obs.connected & (obs.remaining_kwh > 0))[0]
+        rates = np.zeros(len(obs.connected))
+        if len(waiting) == 0:
+            self._head = None
+            return Decision(rates, stale)
+        key = obs.arrival if self.order == "fcfs" else obs.departure
+        queue = waiting[np.argsort(key[waiting], kind="stable")]
+        head = self._head
+        if head not in set(queue.tolist()):
+            head, self._since = int(queue[0]), obs.time
+        elif self.slot_s is not None and obs.time - self._since >= self.slot_s and len(queue) > 1:
+            position = int(np.nonzero(queue == head)[0][0])
+            head, self._since = int(queue[(position + 1) % len(queue)]), obs.time
+        self._head = head
+        used = obs.phases[head] > 0
+        room = float(headroom[used].min()) if used.any() else 0.0
+        rates[head] = quantise(min(obs.ev_max_a[head], room))
+        return Decision(rates, stale)
+
+
+@dataclass
+class Parallel:
+    """Equal share with the 6 A floor; admission rotates every ``rotate_s`` when not everyone fits."""
+
+    rotate_s: float = 900.0
+    weights: Array | None = None
+    unmanaged_max_a: float = 0.0
+    name: str = "parallel"
+    architecture: str = "local"
+    _shell: Headroom = field(init=False)
+    _pointer: int = field(default=0, init=False)
+    _rotated: float = field(default=0.0, init=False)
+    _last: tuple[Array, Array, Array, int, Array] | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self._shell = Headroom(self.unmanaged_max_a)
+
+    def decide(self, obs: Observation) -> Decision:
+        headroom, stale = self._shell(obs)
+        n = len(obs.connected)
+        caps = np.where(obs.connected & (obs.remaining_kwh > 0), obs.ev_max_a, 0.0)
+        if obs.time - self._rotated >= self.rotate_s:
+            wanting = int(np.count_nonzero(caps >= MIN_CURRENT_A))
+            if wanting and (obs.phases.T @ (caps > 0) * MIN_CURRENT_A > headroom + 1e-9).any():  # not all fit at 6 A
+                self._pointer, self._rotated = (self._pointer + max(1, wanting // 4)) % max(n, 1), obs.time
+        last = self._last
+        if (last is not None and last[3] == self._pointer and float(np.abs(last[2] - headroom).max()) <= 0.01
+                and np.array_equal(last[0], caps) and np.array_equal(last[1], obs.phases)):
+            return Decision(last[4], stale)  # same inputs, same answer: skip the fill
+        order = np.roll(np.arange(n), -self._pointer)
+        rates = equal_share(caps, obs.phases, headroom, order=order, weights=self.weights)
+        self._last = (caps, obs.phases.copy(), headroom, self._pointer, rates)
+        return Decision(rates, stale)
+
+
+CONTROLLERS = {
+    "plain": PlainPlugIn,
+    "sequential": Sequential,
+    "timer": lambda **kw: Sequential(slot_s=3600.0, name="timer", **kw),
+    "edf": lambda **kw: Sequential(order="edf", name="edf", **kw),
+    "parallel": Parallel,
+}
+"""Reference controllers by name, as ``hil compare --controllers`` takes them."""

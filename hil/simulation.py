@@ -1,0 +1,217 @@
+"""The fast in-memory loop: a scenario's EVs, the site feeder and a controller, stepped at 1 s.
+
+Each EV follows its set point after a reaction delay and a first-order lag (IEC 61851-1 expects a
+reaction within 5 s), never above its own maximum, until its energy request is met. The site meter sees
+the ports plus the unmanaged load (optionally with a gain error, for fault scenarios). Limits come from
+the breaker/contract and from grid events: a demand-response limit reaches the controller ``notice``
+seconds before it applies. Everything the metrics and the compliance check need is recorded.
+
+Units: seconds, A per phase, kWh, V, W.
+"""
+
+from __future__ import annotations
+
+import time as wallclock
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hil.controllers.observation import Array, Controller, Observation
+from hil.scenarios import Scenario
+
+HOUR = 3600.0
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    dt: float = 1.0
+    """Step [s]."""
+    control_period: float = 1.0
+    """How often the controller decides [s] (1 s local, 30-60 s cloud)."""
+    ev_delay: float = 2.0
+    """EV reaction delay to a new set point [s]."""
+    ev_lag: float = 1.0
+    """EV first-order time constant [s]."""
+    meter_gain: float = 1.0
+    """Site-meter gain error (0.8 = reads 20 % low)."""
+    record_ports_every: float = 60.0
+    """Keep per-port currents at this resolution [s] (memory stays small for large sites)."""
+
+
+@dataclass
+class RunResult:
+    """What happened. Site traces at every step; per-port traces decimated."""
+
+    scenario: Scenario
+    controller: str
+    architecture: str
+    config: SimulationConfig
+    t: Array
+    site_a: Array
+    """(steps, 3) true site current per phase [A]."""
+    limit_a: Array
+    """(steps, 3) enforced limit per phase [A]."""
+    price: Array
+    port_t: Array
+    port_a: Array
+    """(samples, ports) port current [A per phase]."""
+    session_ids: list[str]
+    requested_kwh: Array
+    delivered_kwh: Array
+    setpoint_changes: Array
+    """Per session: set-point changes larger than 0.5 A."""
+    session_hours: Array
+    step_ms: Array
+    """Wall time of each controller call [ms]."""
+    fallback_s: float
+    event_times: list[tuple[float, str, float | None]] = field(default_factory=list)
+    """(time, kind, reduction [A] or None) of headroom-reducing events, for the compliance check."""
+    wall_s: float = 0.0
+
+
+def simulate(scenario: Scenario, controller: Controller, config: SimulationConfig = SimulationConfig()) -> RunResult:
+    """Run ``controller`` through ``scenario``."""
+    start_wall = wallclock.perf_counter()
+    n, dt = scenario.ports, config.dt
+    steps = int(np.ceil(scenario.duration / dt))
+    sessions = sorted(scenario.sessions, key=lambda s: s.arrival)
+    v = scenario.phase_voltage
+
+    # Port state.
+    session_at = np.full(n, -1)
+    phases = np.zeros((n, 3))
+    ev_max = np.zeros(n)
+    remaining = np.zeros(n)
+    arrival = np.zeros(n)
+    departure = np.full(n, np.inf)
+    actual = np.zeros(n)
+    setpoint = np.zeros(n)
+    delay_steps = max(int(round(config.ev_delay / dt)), 0)
+    history = np.zeros((delay_steps + 1, n))
+    follow = 1.0 - np.exp(-dt / config.ev_lag) if config.ev_lag > 0 else 1.0
+
+    requested = np.array([s.energy_kwh for s in sessions])
+    delivered = np.zeros(len(sessions))
+    changes = np.zeros(len(sessions))
+    hours = np.array([(s.departure - s.arrival) / HOUR for s in sessions])
+
+    t_rec = np.arange(steps) * dt
+    base_rec, enforced_rec, announced_rec, unmanaged_rec = _grid(scenario, t_rec)
+    site_rec = np.zeros((steps, 3))
+    price_rec = scenario.tariff.prices(t_rec, scenario.start_h)
+    every = max(int(round(config.record_ports_every / dt)), 1)
+    port_rec = np.zeros((steps // every + 1, n))
+    step_ms: list[float] = []
+    fallback_steps = 0
+    next_session = 0
+    control_every = max(int(round(config.control_period / dt)), 1)
+    fallback = False
+    n_phases = np.zeros(n)
+    slot = 0  # ring-buffer position of the newest set point in ``history``
+    connected = np.zeros(n, dtype=bool)
+    energy_per_amp = v * dt / 3.6e6
+
+    for k in range(steps):
+        t = k * dt
+        # Departures, then arrivals.
+        if (departure <= t).any():
+            leaving = departure <= t
+            session_at[leaving] = -1
+            phases[leaving] = 0.0
+            n_phases[leaving] = 0.0
+            ev_max[leaving] = remaining[leaving] = actual[leaving] = setpoint[leaving] = 0.0
+            history[:, leaving] = 0.0
+            departure[leaving] = np.inf
+            connected = session_at >= 0
+        while next_session < len(sessions) and sessions[next_session].arrival <= t:
+            s = sessions[next_session]
+            p = s.port
+            session_at[p] = next_session
+            phases[p] = 0.0
+            phases[p, list(s.phases)] = 1.0
+            n_phases[p] = len(s.phases)
+            ev_max[p], remaining[p], arrival[p], departure[p] = s.max_current_a, s.energy_kwh, s.arrival, s.departure
+            next_session += 1
+            connected = session_at >= 0
+
+        unmanaged = unmanaged_rec[k]
+        if k % control_every == 0:
+            site = phases.T @ actual + unmanaged
+            obs = Observation(
+                time=t, connected=connected, phases=phases, ev_max_a=ev_max, measured_a=actual,
+                remaining_kwh=remaining, arrival=arrival, departure=departure, site_a=site * config.meter_gain,
+                site_age_s=0.0, limits={"breaker": np.full(3, base_rec[k]), "dr": np.full(3, announced_rec[k])},
+                price=float(price_rec[k]), phase_voltage=v,
+            )
+            t0 = wallclock.perf_counter()
+            decision = controller.decide(obs)
+            step_ms.append((wallclock.perf_counter() - t0) * 1e3)
+            new = np.where(connected, np.asarray(decision.setpoints_a, dtype=float), 0.0)
+            moved = np.abs(new - setpoint) > 0.5
+            if moved.any():
+                idx = session_at[moved]
+                changes[idx[idx >= 0]] += 1
+            setpoint = new
+            fallback = decision.fallback
+        fallback_steps += fallback
+
+        # EVs follow the set point from ``ev_delay`` ago, through a first-order lag.
+        slot = (slot + 1) % len(history)
+        history[slot] = setpoint
+        target = np.minimum(history[(slot + 1) % len(history)], ev_max)
+        target[remaining <= 0] = 0.0
+        actual += (target - actual) * follow
+        energy = np.minimum(actual * n_phases * energy_per_amp, remaining)
+        remaining -= energy
+        actual[remaining <= 1e-9] = 0.0  # a full battery draws nothing
+        delivered[session_at[connected]] += energy[connected]
+
+        site_rec[k] = phases.T @ actual + unmanaged
+        if k % every == 0:
+            port_rec[k // every] = actual
+
+    return RunResult(
+        scenario=scenario, controller=controller.name, architecture=controller.architecture, config=config,
+        t=t_rec, site_a=site_rec, limit_a=np.repeat(enforced_rec[:, None], 3, axis=1), price=price_rec, port_t=np.arange(len(port_rec)) * every * dt,
+        port_a=port_rec, session_ids=[s.id for s in sessions], requested_kwh=requested, delivered_kwh=delivered,
+        setpoint_changes=changes, session_hours=hours, step_ms=np.asarray(step_ms), fallback_s=fallback_steps * dt,
+        event_times=_event_times(scenario), wall_s=wallclock.perf_counter() - start_wall,
+    )
+
+
+def _grid(scenario: Scenario, t: Array) -> tuple[Array, Array, Array, Array]:
+    """Per step [A per phase]: the breaker/contract limit, the enforced limit (with demand response), the
+    limit announced to the controller, and the unmanaged load.
+
+    Limit steps scale the limit from their start; a demand-response event lowers it for its duration and
+    is announced ``notice`` seconds early; an unmanaged-load step adds a fraction of the base limit.
+    """
+    limit = np.full(len(t), scenario.limit_a)
+    for e in scenario.events:
+        if e.kind == "limit_step":
+            limit[t >= e.start] *= e.fraction
+    enforced, announced = limit.copy(), limit.copy()
+    unmanaged = np.full(len(t), scenario.unmanaged_a)
+    for e in scenario.events:
+        if e.kind == "demand_response":
+            reduced = limit * (1.0 - e.fraction)
+            active = (t >= e.start) & (t < e.start + e.duration)
+            enforced[active] = np.minimum(enforced[active], reduced[active])
+            told = (t >= e.start - e.notice) & (t < e.start + e.duration)
+            announced[told] = np.minimum(announced[told], reduced[told])
+        elif e.kind == "unmanaged_step":
+            unmanaged[t >= e.start] += e.fraction * scenario.limit_a
+    return limit, enforced, announced, unmanaged
+
+
+def _event_times(scenario: Scenario) -> list[tuple[float, str, float | None]]:
+    """Headroom-reducing events: limit steps, unmanaged-load steps, demand-response starts."""
+    out: list[tuple[float, str, float | None]] = []
+    for e in scenario.events:
+        if e.kind == "limit_step":
+            out.append((e.start, e.kind, None))
+        elif e.kind == "unmanaged_step":
+            out.append((e.start, e.kind, e.fraction * scenario.limit_a))
+        elif e.kind == "demand_response":
+            out.append((e.start, "dr_notice" if e.notice > 0 else "dr", None))
+    return sorted(out)

@@ -67,9 +67,9 @@ def main() -> None:
     print(f"{'N':>6} {'equal share median ms':>22} {'p99 ms':>8} {'slice-trading baseline median ms':>33} {'speed-up':>9}")
     for n in (100, 1000, 10000):
         caps, phases, headroom = site(n)
-        med, p99 = timed(lambda: equal_share(caps, phases, headroom), args.calls)
+        med, p99 = timed(lambda c=caps, p=phases, h=headroom: equal_share(c, p, h), args.calls)
         base_calls = max(3, args.calls // (10 if n <= 1000 else 100))
-        base, _ = timed(lambda: slice_trading(caps, phases, headroom), base_calls)
+        base, _ = timed(lambda c=caps, p=phases, h=headroom: slice_trading(c, p, h), base_calls)
         print(f"{n:6d} {med:22.3f} {p99:8.3f} {base:33.1f} {base / med:8.0f}x")
     print("target at N = 1000: <= 1 ms median, <= 5 ms p99")
 

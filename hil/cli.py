@@ -32,8 +32,9 @@ app = typer.Typer(
 )
 rig_app = typer.Typer(help="Work with rig files.", no_args_is_help=True)
 app.add_typer(rig_app, name="rig")
-out = Console()
-err = Console(stderr=True)
+# Tables keep their columns when the output goes to a file or a CI log (rich assumes 80 columns there).
+out = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 RigPath = Annotated[Path, typer.Argument(help="rig file (YAML), e.g. rigs/emulated.yaml", show_default=False)]
 
@@ -209,6 +210,61 @@ def run(
     status = subprocess.call(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     out.print(f"results: {run_dir}/junit.xml, {run_dir}/allure-results/")
     raise typer.Exit(status)
+
+
+@app.command()
+def compare(
+    scenario: Annotated[str, typer.Option(help="scenario name in fixtures/scenarios, or a scenario file")] = "workplace",
+    controllers: Annotated[str, typer.Option(help="comma-separated reference controllers")] = "plain,sequential,timer,parallel",
+    capacity: Annotated[Optional[float], typer.Option(help="site limit as a fraction of nameplate (overrides the file)")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="session seed (overrides the file)")] = None,
+    ports: Annotated[Optional[int], typer.Option(help="number of ports (overrides the file)")] = None,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="also write the comparison as JSON here")] = None,
+) -> None:
+    """Run reference controllers through one scenario in memory and compare what they achieve.
+
+    Columns: energy delivered (% of requested), sessions fully met, peak power, highest use of the limit,
+    Jain's fairness, energy and demand cost, set-point changes per session-hour, control step time, the
+    load-limit compliance verdict with its worst settling time, and simulation speed.
+    """
+    from hil.controllers.reference import CONTROLLERS
+    from hil.metrics import measure
+    from hil.scenarios import ScenarioError, load_scenario
+    from hil.simulation import simulate
+
+    names = [c.strip() for c in controllers.split(",") if c.strip()]
+    unknown = [c for c in names if c not in CONTROLLERS]
+    if unknown:
+        err.print(f"error: unknown controller(s) {', '.join(unknown)}; known: {', '.join(CONTROLLERS)}")
+        raise typer.Exit(2)
+    try:
+        spec = load_scenario(scenario, seed=seed, capacity=capacity, ports=ports)
+    except ScenarioError as exc:
+        err.print(f"error: {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    table = Table(title=f"{spec.name}: {spec.ports} ports, {len(spec.sessions)} sessions, limit {spec.limit_a:.0f} A/phase "
+                  f"({100 * spec.limit_a / spec.nameplate_a:.0f} % of nameplate), seed {spec.seed}")
+    columns = ("controller", "energy %", "met %", "peak kW", "max use %", "Jain", f"cost {spec.tariff.currency}",
+               "changes/s-h", "step ms p95", "compliance", "settle s", "x real time")
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("controller", "compliance") else "right")
+    results = []
+    for name in names:
+        m = measure(simulate(spec, CONTROLLERS[name]()))
+        results.append(m.to_dict())
+        c = m.compliance
+        settle = "never" if c.worst_settling_s is None else f"{c.worst_settling_s:.0f}"
+        table.add_row(
+            f"{name} ({m.architecture})", f"{m.energy_pct:.1f}", f"{m.met_pct:.1f}", f"{m.peak_kw:.1f}",
+            f"{m.max_utilisation_pct:.0f}", f"{m.jain:.3f}", f"{m.energy_cost + m.demand_cost:.2f}",
+            f"{m.changes_per_session_hour:.2f}", f"{m.step_ms_p95:.3f}",
+            "[green]PASS[/green]" if c.passed else f"[red]{c.verdict}[/red]", settle, f"{m.realtime_factor:,.0f}",
+        )
+    out.print(table)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps({"schema": 1, "scenario": spec.name, "seed": spec.seed, "runs": results}, indent=2, default=float))
+        out.print(f"written: {json_path}")
 
 
 if __name__ == "__main__":

@@ -196,7 +196,7 @@ def check(
         settle_limits.append(ts_k)
         event_rows.append({
             "time": ev.time, "kind": ev.kind, "reduction_a": float(np.max(reduction)), "settling_s": settled,
-            "overshoot_integral_as": float(integral.sum()), "allowance_as": float(np.max(allowance)), "transient_pass": ok,
+            "overshoot_integral_as": float(integral.max()), "allowance_as": float(np.max(allowance)), "transient_pass": ok,
         })
 
     steady_bad = above & ~in_window

@@ -14,7 +14,7 @@ def hil(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_compare_writes_table_and_json(tmp_path: Path) -> None:
     out = tmp_path / "cmp.json"
-    result = hil("compare", "--scenario", "workplace-stress", "--ports", "6", "--controllers", "plain,parallel", "--json", str(out))
+    result = hil("compare", "--scenario", "workplace-stress", "--ports", "12", "--controllers", "plain,parallel", "--json", str(out))
     assert result.returncode == 0, result.stderr
     assert "plain (plain)" in result.stdout and "parallel (local)" in result.stdout
     record = json.loads(out.read_text())

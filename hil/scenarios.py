@@ -139,7 +139,8 @@ class _ScenarioSpec(_Strict):
     duration_h: float = Field(24.0, gt=0)
     phase_voltage: float = 230.0
     evse_max_a: float = 32.0
-    unmanaged_a: float = Field(0.0, ge=0)
+    unmanaged: float = Field(0.0, ge=0, le=1)
+    """Building load per phase as a fraction of the site limit (scales with ``capacity`` and ``ports``)."""
     events: list[_EventSpec] = []
 
 
@@ -207,7 +208,7 @@ def load_scenario(name_or_path: str | Path, *, seed: int | None = None, capacity
     )
     return Scenario(
         name=spec.name, seed=spec.seed, ports=spec.ports, phase_voltage=spec.phase_voltage, evse_max_a=spec.evse_max_a,
-        limit_a=limit, breaker_a=limit, unmanaged_a=spec.unmanaged_a, tariff=load_tariff(spec.tariff),
+        limit_a=limit, breaker_a=limit, unmanaged_a=spec.unmanaged * limit, tariff=load_tariff(spec.tariff),
         start_h=spec.start_h, duration=spec.duration_h * HOUR, sessions=tuple(sessions), events=events, port_phase=port_phase,
     )
 

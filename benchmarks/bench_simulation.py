@@ -21,7 +21,7 @@ def main() -> None:
     print(f"{'controller':12} {'wall s':>7} {'x real time':>12} {'target':>8} {'vs plain':>9}")
     floor = None
     for name in ("plain", "sequential", "timer", "parallel"):
-        run = simulate(scenario, CONTROLLERS[name]())
+        run = simulate(scenario, CONTROLLERS[name](scenario))
         factor = scenario.duration / run.wall_s
         floor = floor or factor
         print(f"{name:12} {run.wall_s:7.2f} {factor:12,.0f} {TARGET:8,d} {factor / floor:9.2f}")

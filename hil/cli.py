@@ -250,7 +250,7 @@ def compare(
         table.add_column(col, justify="left" if col in ("controller", "compliance") else "right")
     results = []
     for name in names:
-        m = measure(simulate(spec, CONTROLLERS[name]()))
+        m = measure(simulate(spec, CONTROLLERS[name](spec)))
         results.append(m.to_dict())
         c = m.compliance
         settle = "never" if c.worst_settling_s is None else f"{c.worst_settling_s:.0f}"

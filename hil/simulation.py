@@ -96,7 +96,7 @@ def simulate(scenario: Scenario, controller: Controller, config: SimulationConfi
     hours = np.array([(s.departure - s.arrival) / HOUR for s in sessions])
 
     t_rec = np.arange(steps) * dt
-    base_rec, enforced_rec, announced_rec, unmanaged_rec = _grid(scenario, t_rec)
+    base_rec, enforced_rec, announced_rec, unmanaged_rec = limit_trace(scenario, t_rec)
     site_rec = np.zeros((steps, 3))
     price_rec = scenario.tariff.prices(t_rec, scenario.start_h)
     every = max(int(round(config.record_ports_every / dt)), 1)
@@ -179,7 +179,7 @@ def simulate(scenario: Scenario, controller: Controller, config: SimulationConfi
     )
 
 
-def _grid(scenario: Scenario, t: Array) -> tuple[Array, Array, Array, Array]:
+def limit_trace(scenario: Scenario, t: Array) -> tuple[Array, Array, Array, Array]:
     """Per step [A per phase]: the breaker/contract limit, the enforced limit (with demand response), the
     limit announced to the controller, and the unmanaged load.
 

@@ -19,7 +19,7 @@ def stressed():
 
 @pytest.fixture(scope="module")
 def runs(stressed):
-    return {name: simulate(stressed, CONTROLLERS[name]()) for name in ("plain", "sequential", "timer", "parallel")}
+    return {name: simulate(stressed, CONTROLLERS[name](stressed)) for name in ("plain", "sequential", "timer", "parallel")}
 
 
 def test_energy_is_conserved(runs, stressed) -> None:

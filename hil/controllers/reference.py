@@ -1,4 +1,5 @@
-"""The reference controllers: plain plug-in, sequential (and its timer variant), parallel (and weighted).
+"""The reference controllers: plain plug-in, sequential (and its timer variant), parallel (and weighted),
+and the registry of every reference controller by name (the adaptive ones live in ``adaptive``).
 
 - ``PlainPlugIn``: every EV gets its maximum; no coordination. The negative control.
 - ``Sequential``: one session at a time in first-come or earliest-deadline order; the head gets what the
@@ -9,12 +10,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from hil.controllers.allocation import MIN_CURRENT_A, equal_share, quantise
-from hil.controllers.observation import Array, Decision, Headroom, Observation
+from hil.controllers.observation import Array, Controller, Decision, Headroom, Observation
+from hil.scenarios import Scenario
 
 
 @dataclass
@@ -103,11 +106,20 @@ class Parallel:
         return Decision(rates, stale)
 
 
-CONTROLLERS = {
-    "plain": PlainPlugIn,
-    "sequential": Sequential,
-    "timer": lambda **kw: Sequential(slot_s=3600.0, name="timer", **kw),
-    "edf": lambda **kw: Sequential(order="edf", name="edf", **kw),
-    "parallel": Parallel,
+def _adaptive(scenario: Scenario, cost_aware: bool) -> Controller:
+    from hil.controllers.adaptive import Adaptive
+
+    return Adaptive(tariff=scenario.tariff, start_h=scenario.start_h, quick_weight=1e-3 if cost_aware else 10.0,
+                    name="adaptive-cost" if cost_aware else "adaptive")
+
+
+CONTROLLERS: dict[str, Callable[[Scenario], Controller]] = {
+    "plain": lambda scenario: PlainPlugIn(),
+    "sequential": lambda scenario: Sequential(),
+    "edf": lambda scenario: Sequential(order="edf", name="edf"),
+    "timer": lambda scenario: Sequential(slot_s=3600.0, name="timer"),
+    "parallel": lambda scenario: Parallel(),
+    "adaptive": lambda scenario: _adaptive(scenario, cost_aware=False),
+    "adaptive-cost": lambda scenario: _adaptive(scenario, cost_aware=True),
 }
-"""Reference controllers by name, as ``hil compare --controllers`` takes them."""
+"""Reference controllers by name, built for a scenario (the adaptive ones read its tariff)."""

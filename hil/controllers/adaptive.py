@@ -82,7 +82,6 @@ def plan(p: PlanInput) -> Plan:
     t0 = wallclock.perf_counter()
     K = len(p.price)
     n = len(p.ev_max_a)
-    period_end = p.start + (np.arange(K) + 1) * p.period_s
     period_start = p.start + np.arange(K) * p.period_s
     nph = p.phases.sum(axis=1)
     kwh_per_a = nph * p.phase_voltage * p.period_s / 3.6e6  # energy of 1 A for one period [kWh/A], per port

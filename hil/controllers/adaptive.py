@@ -9,7 +9,8 @@ announced demand response). The 6 A floor is not convex: the dispatcher enforces
 
 **Dispatcher** (every call, normally 1 s): takes the planned rates for the current period (or, without a
 fresh plan, the required-rate floor ``e_i / time left`` filled fairly, then the surplus), projects them
-onto the *measured* headroom with the 6 A floor, applies decreases at once, ramps increases at 1 A/s,
+onto the *measured* headroom with the 6 A floor, applies decreases at once, ramps increases at 1 A/s
+(in steps at most every 10 s),
 keeps a 0.5 A dead-band, and falls back to equal share on the worst-case headroom when the site meter is
 stale.
 
@@ -32,6 +33,8 @@ from hil.scenarios import Scenario, Tariff
 PERIOD_S = 300.0
 """Planning period [s]."""
 RAMP_UP_A_PER_S = 1.0
+RAMP_STEP_S = 10.0
+"""Increases go out at most every 10 s (10 A at 1 A/s): the same ramp in few set-point messages."""
 DEAD_BAND_A = 0.5
 
 
@@ -180,7 +183,7 @@ class Adaptive:
     _plan: Plan | None = field(default=None, init=False)
     _signature: tuple[bytes, float] | None = field(default=None, init=False)
     _sent: Array | None = field(default=None, init=False)
-    _last_t: float | None = field(default=None, init=False)
+    _raised: Array | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self._shell = Headroom(self.unmanaged_max_a)
@@ -236,19 +239,21 @@ class Adaptive:
         return floor + water_fill(caps - floor, obs.phases, np.maximum(rest, 0.0))
 
     def _damped(self, obs: Observation, new: Array, fallback: bool) -> Decision:
-        """Decreases at once, increases at 1 A/s, changes below 0.5 A ignored."""
+        """Decreases at once; increases at 1 A/s on average, sent in steps at most every 10 s; changes below
+        0.5 A ignored; a paused port restarts at 6 A at once."""
         if self._sent is None or len(self._sent) != len(new):
             self._sent = new.copy()
-        else:
-            dt = 1.0 if self._last_t is None else max(obs.time - self._last_t, 0.0)
-            up = np.minimum(new, self._sent + RAMP_UP_A_PER_S * dt)
-            up = np.where((self._sent < MIN_CURRENT_A) & (new >= MIN_CURRENT_A), np.maximum(up, MIN_CURRENT_A), up)
-            step = np.where(new < self._sent, new, up)
-            keep = np.abs(step - self._sent) < DEAD_BAND_A
-            self._sent = np.where(keep & (new >= self._sent) & (new > 0), self._sent, step)
-            self._sent = np.where(new <= 0, 0.0, self._sent)
-        self._last_t = obs.time
-        return Decision(self._sent.copy(), fallback)
+            self._raised = np.full(len(new), obs.time)
+            return Decision(self._sent.copy(), fallback)
+        sent, raised = self._sent, self._raised
+        due = obs.time - raised >= RAMP_STEP_S
+        allowed = np.where(sent < MIN_CURRENT_A, MIN_CURRENT_A, sent + RAMP_UP_A_PER_S * (obs.time - raised))
+        up = (new > sent + DEAD_BAND_A) & (due | (sent < MIN_CURRENT_A))
+        out = np.where(up, np.minimum(new, allowed), sent)
+        out = np.where(new < sent, new, out)  # decreases at once, whatever their size
+        self._raised = np.where(up | (new < sent), obs.time, raised)
+        self._sent = out
+        return Decision(out.copy(), fallback)
 
 
 def offline_optimum(scenario: Scenario, period_s: float = PERIOD_S) -> tuple[float, float]:

@@ -220,15 +220,18 @@ def compare(
     seed: Annotated[Optional[int], typer.Option(help="session seed (overrides the file)")] = None,
     ports: Annotated[Optional[int], typer.Option(help="number of ports (overrides the file)")] = None,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="also write the comparison as JSON here")] = None,
+    plots: Annotated[Optional[Path], typer.Option(help="folder for the PNG plots (default reports/compare/SCENARIO)")] = None,
 ) -> None:
     """Run reference controllers through one scenario in memory and compare what they achieve.
 
     Columns: energy delivered (% of requested), sessions fully met, peak power, highest use of the limit,
     Jain's fairness, energy and demand cost, set-point changes per session-hour, control step time, the
-    load-limit compliance verdict with its worst settling time, and simulation speed.
+    load-limit compliance verdict with its worst settling time, and simulation speed. Writes, per
+    controller, plots of the site current against the limit and band, per-port current and energy.
     """
     from hil.controllers.reference import CONTROLLERS
     from hil.metrics import measure
+    from hil.plots import run_plots
     from hil.scenarios import ScenarioError, load_scenario
     from hil.simulation import simulate
 
@@ -249,9 +252,11 @@ def compare(
     for col in columns:
         table.add_column(col, justify="left" if col in ("controller", "compliance") else "right")
     results = []
+    plot_dir = plots or Path("reports") / "compare" / spec.name
     for name in names:
-        m = measure(simulate(spec, CONTROLLERS[name](spec)))
-        results.append(m.to_dict())
+        run = simulate(spec, CONTROLLERS[name](spec))
+        m = measure(run)
+        results.append({**m.to_dict(), "plots": [str(p) for p in run_plots(run, plot_dir)]})
         c = m.compliance
         settle = "never" if c.worst_settling_s is None else f"{c.worst_settling_s:.0f}"
         table.add_row(
@@ -261,6 +266,7 @@ def compare(
             "[green]PASS[/green]" if c.passed else f"[red]{c.verdict}[/red]", settle, f"{m.realtime_factor:,.0f}",
         )
     out.print(table)
+    out.print(f"plots: {plot_dir}/")
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps({"schema": 1, "scenario": spec.name, "seed": spec.seed, "runs": results}, indent=2, default=float))

@@ -55,6 +55,8 @@ class RunResult:
     port_t: Array
     port_a: Array
     """(samples, ports) port current [A per phase]."""
+    port_kwh: Array
+    """(samples, ports) energy delivered through each port so far [kWh]."""
     session_ids: list[str]
     requested_kwh: Array
     delivered_kwh: Array
@@ -101,6 +103,8 @@ def simulate(scenario: Scenario, controller: Controller, config: SimulationConfi
     price_rec = scenario.tariff.prices(t_rec, scenario.start_h)
     every = max(int(round(config.record_ports_every / dt)), 1)
     port_rec = np.zeros((steps // every + 1, n))
+    port_kwh_rec = np.zeros((steps // every + 1, n))
+    port_kwh = np.zeros(n)
     step_ms: list[float] = []
     fallback_steps = 0
     next_session = 0
@@ -165,15 +169,17 @@ def simulate(scenario: Scenario, controller: Controller, config: SimulationConfi
         remaining -= energy
         actual[remaining <= 1e-9] = 0.0  # a full battery draws nothing
         delivered[session_at[connected]] += energy[connected]
+        port_kwh += energy
 
         site_rec[k] = phases.T @ actual + unmanaged
         if k % every == 0:
             port_rec[k // every] = actual
+            port_kwh_rec[k // every] = port_kwh
 
     return RunResult(
         scenario=scenario, controller=controller.name, architecture=controller.architecture, config=config,
         t=t_rec, site_a=site_rec, limit_a=np.repeat(enforced_rec[:, None], 3, axis=1), price=price_rec, port_t=np.arange(len(port_rec)) * every * dt,
-        port_a=port_rec, session_ids=[s.id for s in sessions], requested_kwh=requested, delivered_kwh=delivered,
+        port_a=port_rec, port_kwh=port_kwh_rec, session_ids=[s.id for s in sessions], requested_kwh=requested, delivered_kwh=delivered,
         setpoint_changes=changes, session_hours=hours, step_ms=np.asarray(step_ms), fallback_s=fallback_steps * dt,
         event_times=_event_times(scenario), wall_s=wallclock.perf_counter() - start_wall,
     )

@@ -14,7 +14,8 @@ def hil(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_compare_writes_table_and_json(tmp_path: Path) -> None:
     out = tmp_path / "cmp.json"
-    result = hil("compare", "--scenario", "workplace-stress", "--ports", "12", "--controllers", "plain,parallel", "--json", str(out))
+    result = hil("compare", "--scenario", "workplace-stress", "--ports", "12", "--controllers", "plain,parallel", "--json", str(out),
+                 "--plots", str(tmp_path / "plots"))
     assert result.returncode == 0, result.stderr
     assert "plain (plain)" in result.stdout and "parallel (local)" in result.stdout
     record = json.loads(out.read_text())
@@ -22,6 +23,10 @@ def test_compare_writes_table_and_json(tmp_path: Path) -> None:
     plain, parallel = record["runs"]
     assert not plain["compliance"]["passed"] and parallel["compliance"]["passed"]
     assert 0 < parallel["energy_pct"] <= 100
+    for run in record["runs"]:
+        assert len(run["plots"]) == 3
+        for png in run["plots"]:
+            assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_unknown_controller_and_scenario_exit_2() -> None:

@@ -1,0 +1,95 @@
+"""PNG plots of a controller run: site current against the limit and its tolerance band with the
+out-of-band windows shaded, current per port, and energy delivered per port.
+
+Units on the axes: hours from the scenario start, A per phase, kWh.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from hil.compliance import band, windows  # noqa: E402
+from hil.simulation import RunResult  # noqa: E402
+
+MAX_POINTS = 4000
+"""Traces are reduced to this many points, keeping each bin's maximum so peaks stay visible."""
+
+
+def _reduce(t: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if len(t) <= MAX_POINTS:
+        return t, y
+    size = int(np.ceil(len(t) / MAX_POINTS))
+    cut = len(t) // size * size
+    return t[:cut:size], y[:cut].reshape(-1, size, *y.shape[1:]).max(axis=1)
+
+
+def site_current(run: RunResult, path: Path) -> Path:
+    """Per-phase site current [A] against the enforced limit and the tolerance band; windows above the
+    band are shaded red."""
+    tw, current = windows(run.t, run.site_a)
+    _, limit = windows(run.t, run.limit_a)
+    tol = band(limit)
+    above = (current > tol + 1e-9).any(axis=1)
+    hours = tw / 3600.0
+    fig, ax = plt.subplots(figsize=(11, 4.2))
+    h, c = _reduce(hours, current)
+    for phase in range(3):
+        ax.plot(h, c[:, phase], lw=0.8, label=f"L{phase + 1}")
+    hl, lim = _reduce(hours, limit[:, 0])
+    _, top = _reduce(hours, tol[:, 0])
+    ax.plot(hl, lim, color="black", lw=1.2, label="limit")
+    ax.fill_between(hl, lim, top, color="grey", alpha=0.3, label="tolerance band")
+    if above.any():
+        ax.fill_between(hours, 0, 1, where=above, transform=ax.get_xaxis_transform(), color="red", alpha=0.15,
+                        label="above band")
+    ax.set(xlabel=f"hours from start ({run.scenario.start_h:g}:00)", ylabel="current per phase [A]",
+           title=f"{run.scenario.name}: {run.controller} - site current against the limit")
+    ax.legend(loc="upper right", ncols=3, fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def port_currents(run: RunResult, path: Path) -> Path:
+    """Current per port [A per phase], one line per port (sampled each minute)."""
+    fig, ax = plt.subplots(figsize=(11, 4.2))
+    hours = run.port_t / 3600.0
+    for port in range(run.port_a.shape[1]):
+        ax.plot(hours, run.port_a[:, port], lw=0.6)
+    ax.set(xlabel="hours from start", ylabel="current [A per phase]", title=f"{run.scenario.name}: {run.controller} - per-port current")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def port_energy(run: RunResult, path: Path) -> Path:
+    """Energy delivered through each port so far [kWh]."""
+    fig, ax = plt.subplots(figsize=(11, 4.2))
+    hours = run.port_t / 3600.0
+    for port in range(run.port_kwh.shape[1]):
+        ax.plot(hours, run.port_kwh[:, port], lw=0.8)
+    ax.set(xlabel="hours from start", ylabel="energy delivered [kWh]", title=f"{run.scenario.name}: {run.controller} - energy per port")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def run_plots(run: RunResult, directory: Path) -> list[Path]:
+    """All plots of a run into ``directory``, named after the controller."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stem = run.controller
+    return [
+        site_current(run, directory / f"{stem}-site.png"),
+        port_currents(run, directory / f"{stem}-ports.png"),
+        port_energy(run, directory / f"{stem}-energy.png"),
+    ]
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

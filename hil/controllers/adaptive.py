@@ -63,6 +63,10 @@ class PlanInput:
     quick_weight: float = 10.0
     """Extra value of early energy, scaled by (K - k) / K: large = charge as early as possible (quick),
     small = shift to cheap periods when the departure allows (cost-aware)."""
+    previous_a: Array | None = None
+    """(ports, K) the last plan's rates for these periods: among equally good plans, prefer the one
+    closest to it (a linear bonus, so set points do not jump between replans)."""
+    stability: float = 0.05
 
 
 @dataclass
@@ -77,6 +81,13 @@ class Plan:
     def now(self, t: float) -> Array:
         k = int((t - self.start) // self.period_s)
         k = min(max(k, 0), self.rates_a.shape[1] - 1)
+        return self.rates_a[:, k]
+
+    def at(self, t: float) -> Array:
+        """Planned rates at ``t``; zeros outside the plan's horizon."""
+        k = int((t - self.start) // self.period_s)
+        if k < 0 or k >= self.rates_a.shape[1]:
+            return np.zeros(self.rates_a.shape[0])
         return self.rates_a[:, k]
 
 
@@ -109,6 +120,9 @@ def plan(p: PlanInput) -> Plan:
     stay_kwh = p.ev_max_a * nph * p.phase_voltage * np.minimum(stay_s, 1e9) / 3.6e6
     urgency = np.clip(np.divide(p.remaining_kwh, stay_kwh, out=np.zeros(n), where=stay_kwh > 0), 0.0, 1.0)
     c[:m] = -(p.energy_value * (1.0 + urgency[idx_i]) + p.quick_weight * weight - p.price[idx_k]) * energy
+    if p.previous_a is not None:
+        keep = p.previous_a[idx_i, idx_k] / np.maximum(p.ev_max_a[idx_i], 1e-9)  # 0..1: share planned before
+        c[:m] -= p.stability * keep * energy
     c[m] = p.peak_weight
     if smooth:
         c[m + 1:] = p.smoothness
@@ -221,10 +235,16 @@ class Adaptive:
         K = int(np.ceil(horizon / PERIOD_S))
         times = obs.time + np.arange(K) * PERIOD_S
         price = self.tariff.prices(times, self.start_h) if self.tariff is not None else np.full(K, obs.price)
+        previous = None
+        if self._plan is not None and self._plan.rates_a.shape[0] == len(caps):
+            previous = np.zeros((len(caps), K))
+            for k in range(K):
+                previous[:, k] = self._plan.at(times[k])
         result = plan(PlanInput(
             start=obs.time, phases=obs.phases, ev_max_a=caps, remaining_kwh=np.where(caps > 0, obs.remaining_kwh, 0.0),
             departure=obs.departure, headroom_a=np.repeat(headroom[None, :], K, axis=0), price=price,
             phase_voltage=obs.phase_voltage, peak_weight=self.peak_weight, quick_weight=self.quick_weight,
+            previous_a=previous,
         ))
         self.plans.append(result)
         return result

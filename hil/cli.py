@@ -273,5 +273,47 @@ def compare(
         out.print(f"written: {json_path}")
 
 
+@app.command()
+def recommend(
+    use: Annotated[str, typer.Option(help="what the site is for: workplace, retail, residential or depot")] = "workplace",
+    sessions: Annotated[int, typer.Option(help="concurrent sessions (ports) today", min=1)] = 20,
+    capacity: Annotated[float, typer.Option(help="power constraint: site limit as a fraction of the ports' nameplate")] = 0.2,
+    growth: Annotated[float, typer.Option(help="expected growth in ports (0.5 = half as many again)", min=0.0)] = 0.0,
+    uptime: Annotated[str, typer.Option(help="normal, or high: must keep charging without a cloud connection")] = "normal",
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="also write the recommendation as JSON here")] = None,
+) -> None:
+    """Recommend a site architecture from measurements: every reference controller runs on the scenario
+    matching the site's use, size (with growth) and power constraint; the simplest one that passes the
+    load-limit check and delivers within half a point of the best wins, unless a more complex one cuts
+    the bill by 10 % or more. Prints the numbers behind the choice.
+    """
+    from hil.recommend import ARCHITECTURES, SiteProfile
+    from hil.recommend import recommend as choose
+    from hil.scenarios import ScenarioError
+
+    if uptime not in ("normal", "high"):
+        err.print(f"error: --uptime must be normal or high, not {uptime!r}")
+        raise typer.Exit(2)
+    try:
+        result = choose(SiteProfile(use, sessions, capacity, growth, uptime))
+    except ScenarioError as exc:
+        err.print(f"error: {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    names = dict(ARCHITECTURES)
+    table = Table(title=f"{use} site, {sessions} sessions (+{growth:.0%} growth), limit {capacity:.0%} of nameplate")
+    for col in ("architecture", "energy %", "met %", "Jain", "cost", "compliance"):
+        table.add_column(col, justify="left" if col in ("architecture", "compliance") else "right")
+    for m in result.results:
+        table.add_row(names[m.controller], f"{m.energy_pct:.1f}", f"{m.met_pct:.1f}", f"{m.jain:.3f}",
+                      f"{m.energy_cost + m.demand_cost:.2f}", "PASS" if m.compliance.passed else m.compliance.verdict)
+    out.print(table)
+    out.print(f"recommended: [bold]{result.architecture}[/bold]")
+    for reason in result.reasons:
+        out.print(f"  - {reason}")
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps({"schema": 1, **result.to_dict()}, indent=2, default=float))
+
+
 if __name__ == "__main__":
     app()

@@ -34,3 +34,14 @@ def test_unknown_controller_and_scenario_exit_2() -> None:
     assert bad.returncode == 2 and "unknown controller(s) psychic" in bad.stderr
     missing = hil("compare", "--scenario", "mars")
     assert missing.returncode == 2 and "unknown scenario 'mars'" in missing.stderr
+
+
+def test_recommend_picks_a_compliant_architecture(tmp_path: Path) -> None:
+    out = tmp_path / "rec.json"
+    result = hil("recommend", "--use", "depot", "--sessions", "6", "--capacity", "0.3", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    record = json.loads(out.read_text())
+    assert record["architecture"] != "plain plug-in"
+    chosen = next(r for r in record["runs"] if r["controller"] == record["controller"])
+    assert chosen["compliance"]["passed"]
+    assert "recommended:" in result.stdout and "fails the load-limit check" in result.stdout

@@ -58,6 +58,8 @@ class PlanInput:
     """Cost of |r[k] - r[k-1]|. Off by default: the absolute-value rows make HiGHS 50-250 times slower at
     N = 200; the dispatcher's dead-band and ramps keep set points smooth instead."""
     period_s: float = PERIOD_S
+    durations_s: Array | None = None
+    """Length of each period [s] when they differ (fine near now, coarse far out); default ``period_s``."""
     energy_value: float = 1.0
     """Value of a delivered kWh (above any price, so energy comes first)."""
     quick_weight: float = 10.0
@@ -76,19 +78,21 @@ class Plan:
     """(ports, K) planned current per period [A per phase]."""
     status: str
     solve_s: float
-    period_s: float = PERIOD_S
+    starts: Array
+    """(K,) start of each period [s]."""
+    end: float
+    """End of the last period [s]."""
 
     def now(self, t: float) -> Array:
-        k = int((t - self.start) // self.period_s)
-        k = min(max(k, 0), self.rates_a.shape[1] - 1)
-        return self.rates_a[:, k]
+        """Planned rates for the period holding ``t`` (the first or last period outside the horizon)."""
+        k = int(np.searchsorted(self.starts, t, side="right")) - 1
+        return self.rates_a[:, min(max(k, 0), self.rates_a.shape[1] - 1)]
 
     def at(self, t: float) -> Array:
         """Planned rates at ``t``; zeros outside the plan's horizon."""
-        k = int((t - self.start) // self.period_s)
-        if k < 0 or k >= self.rates_a.shape[1]:
+        if t < self.starts[0] or t >= self.end:
             return np.zeros(self.rates_a.shape[0])
-        return self.rates_a[:, k]
+        return self.now(t)
 
 
 def plan(p: PlanInput) -> Plan:
@@ -96,23 +100,24 @@ def plan(p: PlanInput) -> Plan:
     t0 = wallclock.perf_counter()
     K = len(p.price)
     n = len(p.ev_max_a)
-    period_start = p.start + np.arange(K) * p.period_s
+    dur = np.full(K, p.period_s) if p.durations_s is None else np.asarray(p.durations_s, dtype=float)
+    period_start = p.start + np.concatenate(([0.0], np.cumsum(dur)[:-1]))
+    end = float(period_start[-1] + dur[-1])
     nph = p.phases.sum(axis=1)
-    kwh_per_a = nph * p.phase_voltage * p.period_s / 3.6e6  # energy of 1 A for one period [kWh/A], per port
     want = (p.remaining_kwh > 1e-6) & (p.ev_max_a > 0) & (nph > 0)
     # Port i may charge in period k for the share of it before its departure.
-    share = np.clip((p.departure[:, None] - period_start[None, :]) / p.period_s, 0.0, 1.0)
+    share = np.clip((p.departure[:, None] - period_start[None, :]) / dur[None, :], 0.0, 1.0)
     allowed = want[:, None] & (share > 1e-9)
     idx_i, idx_k = np.nonzero(allowed)
     m = len(idx_i)
     rates = np.zeros((n, K))
     if m == 0:
-        return Plan(p.start, rates, "empty", wallclock.perf_counter() - t0, p.period_s)
+        return Plan(p.start, rates, "empty", wallclock.perf_counter() - t0, period_start, end)
     smooth = p.smoothness > 0
     # Variables: r (m), peak (1), then |r_k - r_{k-1}| per r (m) if smoothing.
     n_var = m + 1 + (m if smooth else 0)
-    weight = (K - idx_k) / K  # quick-charge weight
-    energy = kwh_per_a[idx_i]
+    weight = (end - period_start[idx_k]) / (end - p.start)  # quick-charge weight: 1 now, 0 at the horizon
+    energy = nph[idx_i] * p.phase_voltage * dur[idx_k] / 3.6e6  # kWh of 1 A for the period
     c = np.zeros(n_var)
     # Urgency: the share of its maximum an EV needs for the rest of its stay; tight sessions are worth more,
     # so under congestion the plan serves the EVs that cannot wait (a least-laxity tie-break).
@@ -176,7 +181,19 @@ def plan(p: PlanInput) -> Plan:
     if result.x is not None:
         rates[idx_i, idx_k] = np.maximum(result.x[:m], 0.0)
     return Plan(p.start, rates, "optimal" if result.status == 0 else f"failed ({result.message})",
-                wallclock.perf_counter() - t0, p.period_s)
+                wallclock.perf_counter() - t0, period_start, end)
+
+
+def horizon_periods(horizon_s: float) -> Array:
+    """Period lengths covering ``horizon_s``: 5 minutes for the first 2 h, 15 minutes to 8 h, then hours.
+    What is far away will be re-planned anyway; coarse periods there keep the LP small."""
+    out: list[float] = []
+    t = 0.0
+    while t < horizon_s:
+        step = PERIOD_S if t < 2 * 3600 else 900.0 if t < 8 * 3600 else 3600.0
+        out.append(step)
+        t += step
+    return np.asarray(out)
 
 
 @dataclass
@@ -232,8 +249,9 @@ class Adaptive:
     def _replan(self, obs: Observation, headroom: Array, caps: Array) -> Plan:
         active = obs.departure[np.isfinite(obs.departure) & (caps > 0)]
         horizon = max(float(active.max()) - obs.time, PERIOD_S) if len(active) else PERIOD_S
-        K = int(np.ceil(horizon / PERIOD_S))
-        times = obs.time + np.arange(K) * PERIOD_S
+        durations = horizon_periods(horizon)
+        K = len(durations)
+        times = obs.time + np.concatenate(([0.0], np.cumsum(durations)[:-1]))
         price = self.tariff.prices(times, self.start_h) if self.tariff is not None else np.full(K, obs.price)
         previous = None
         if self._plan is not None and self._plan.rates_a.shape[0] == len(caps):
@@ -244,7 +262,7 @@ class Adaptive:
             start=obs.time, phases=obs.phases, ev_max_a=caps, remaining_kwh=np.where(caps > 0, obs.remaining_kwh, 0.0),
             departure=obs.departure, headroom_a=np.repeat(headroom[None, :], K, axis=0), price=price,
             phase_voltage=obs.phase_voltage, peak_weight=self.peak_weight, quick_weight=self.quick_weight,
-            previous_a=previous,
+            previous_a=previous, durations_s=durations,
         ))
         self.plans.append(result)
         return result

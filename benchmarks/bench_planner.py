@@ -39,7 +39,7 @@ def main() -> None:
     print(f"{'N':>6} {'5-min steps s':>14} {'controller horizon s':>21} {'status':>8} {'target s':>9}")
     for n in (50, 200, 1000):
         start = time.perf_counter()
-        fine = plan(problem(n))
+        plan(problem(n))
         fine_s = time.perf_counter() - start
         start = time.perf_counter()
         coarse = plan(problem(n, coarse=True))

@@ -69,6 +69,9 @@ class PlanInput:
     """(ports, K) the last plan's rates for these periods: among equally good plans, prefer the one
     closest to it (a linear bonus, so set points do not jump between replans)."""
     stability: float = 0.05
+    finish_margin_s: float = 900.0
+    """Plan each session to finish this long before its departure (where the stay allows), so that
+    dispatch losses near the end do not leave it short [s]."""
 
 
 @dataclass
@@ -105,8 +108,9 @@ def plan(p: PlanInput) -> Plan:
     end = float(period_start[-1] + dur[-1])
     nph = p.phases.sum(axis=1)
     want = (p.remaining_kwh > 1e-6) & (p.ev_max_a > 0) & (nph > 0)
-    # Port i may charge in period k for the share of it before its departure.
-    share = np.clip((p.departure[:, None] - period_start[None, :]) / dur[None, :], 0.0, 1.0)
+    # Port i may charge in period k for the share of it before its (margin-advanced) departure.
+    finish = np.maximum(p.departure - p.finish_margin_s, np.minimum(p.departure, p.start + p.period_s))
+    share = np.clip((finish[:, None] - period_start[None, :]) / dur[None, :], 0.0, 1.0)
     allowed = want[:, None] & (share > 1e-9)
     idx_i, idx_k = np.nonzero(allowed)
     m = len(idx_i)

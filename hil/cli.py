@@ -282,10 +282,12 @@ def recommend(
     uptime: Annotated[str, typer.Option(help="normal, or high: must keep charging without a cloud connection")] = "normal",
     json_path: Annotated[Optional[Path], typer.Option("--json", help="also write the recommendation as JSON here")] = None,
 ) -> None:
-    """Recommend a site architecture from measurements: every reference controller runs on the scenario
-    matching the site's use, size (with growth) and power constraint; the simplest one that passes the
-    load-limit check and delivers within half a point of the best wins, unless a more complex one cuts
-    the bill by 10 % or more. Prints the numbers behind the choice.
+    """Recommend a site architecture from measurements.
+
+    Every reference controller runs on the scenario matching the site's use, size (with growth) and power
+    constraint; the simplest one that passes the load-limit check and delivers within half a point of the
+    best wins, unless a more complex one cuts the bill by 10 % or more without leaving sessions short.
+    Prints the numbers behind the choice.
     """
     from hil.recommend import ARCHITECTURES, SiteProfile
     from hil.recommend import recommend as choose

@@ -1,38 +1,59 @@
-"""Emulated energy meters on Modbus TCP (pymodbus 3.16.1 server), reading the plant.
+"""Emulated energy meters on Modbus TCP (pymodbus 3.16.1 server), measuring the plant.
 
 One server carries several meters, one per unit id, as an RS-485 line behind a gateway would. Each
-meter serves exactly the address ranges of its register map (anything else: exception 02), refuses
-reads longer than its model allows (exception 03), and computes its registers from the plant when they
-are read, so every answer is fresh. Fault injection per unit: latency, no reply, late reply, garbage
-reply, dropped connection, frozen values, gain error. Optionally RTU framing over TCP, reachable as
-``socket://127.0.0.1:PORT`` by a serial client.
+meter serves exactly the register image of its map (``RegisterMap.encode``): the measurement table and
+its identity registers, nothing else.
+
+Protocol behaviour, as real meters do:
+- an address outside the served blocks: exception 02 (illegal data address);
+- a read longer than the model's ``max_registers``: exception 03 (illegal data value);
+- a write to any register: exception 02 (the emulated registers are read-only).
+
+Values: a task re-encodes every meter from ``plant.reading(point)`` every ``update_period`` seconds and
+writes it with ``server.async_setValues`` (like a meter's own update cycle). ``update_period=0`` encodes
+on every read instead (always fresh).
+
+Faults, per unit (``faults(unit)``): ``latency`` and ``late_reply`` delay the reply; ``no_reply`` holds
+it until cleared (the client times out); ``drop_connection`` closes the TCP connection the request came
+on (a reconnect is accepted, the next request for that unit is dropped again); ``garbage_reply`` keeps
+the frame (MBAP header, or RTU address and a valid CRC) but answers with function code 0x55 and scrambled
+data, so the client cannot decode the PDU (pymodbus over TCP: "Unable to decode", at once); ``frozen``
+stops the updates (the last values are served again and again); ``gain`` scales currents and powers
+(0.8 = reads 20 % low; voltage, frequency and energies are unaffected).
+
+``framer="rtu"`` serves RTU framing over TCP: a serial client reaches it as ``socket://host:port``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import zlib
 from functools import partial
+from typing import Any, Literal
 
 from pymodbus.constants import ExcCodes
-from pymodbus.framer import FramerType
+from pymodbus.framer import FramerRTU, FramerType
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from hil.emulators.faults import Faults
-from hil.instruments.register_map import SUNS, RegisterMap, encode_string, load_map
-from hil.plant import MeterReading, Plant
+from hil.instruments.register_map import Image, RegisterMap, load_map
+from hil.plant import Plant
 
 log = logging.getLogger(__name__)
 
 MODBUS_TCP_LATENCY_S = 0.002
 """Default reply latency of a meter behind a Modbus TCP gateway [s]."""
-_COMMON_LENGTH = 66
+GARBAGE_FUNCTION_CODE = 0x55
+"""Function code of a garbage reply: no such function, so the client cannot decode the PDU."""
+_POLL_S = 0.01
+"""How often a held reply checks whether its fault was cleared [s]."""
 
 
 class _Meter:
-    """One emulated meter: its map, its plant point and its faults."""
+    """One emulated meter: its map, its plant point, its faults and its serial number."""
 
     def __init__(self, plant: Plant, unit: int, model: str, point: str) -> None:
         self.plant = plant
@@ -42,174 +63,189 @@ class _Meter:
         self.faults = Faults()
         self.serial = f"{unit:03d}{zlib.crc32(point.encode()) % 100000:05d}"
         self.reads = 0
-        self._frozen: MeterReading | None = None
-        self.sunspec_base = self.map.sunspec.bases[0] if self.map.sunspec else 0
-        self.model_base = self.sunspec_base + 2 + 2 + _COMMON_LENGTH if self.map.sunspec else 0
+        """Read requests that reached this meter."""
 
-    def device(self, action: object) -> SimDevice:
-        bits = [SimData(65520, values=[False] * 16, datatype=DataType.BITS)]
-        tables: dict[str, list[SimData]] = {"input": [], "holding": []}
-        for start, end in self._served(self.map.table):
-            tables[self.map.table].append(SimData(start, values=[0] * (end - start), datatype=DataType.REGISTERS, readonly=True))
-        ident = self.map.identity
-        if self.map.sunspec is None:
-            for start, end in ident.blocks:
-                tables[ident.table].append(SimData(start, values=self._identity_registers(start, end), datatype=DataType.REGISTERS, readonly=True))
+    def values(self) -> dict[str, float]:
+        """The plant's reading at this meter's point, in V, A, W, Hz, kWh, with the gain fault applied."""
+        r = self.plant.reading(self.point)
+        g = self.faults.gain
+        current = [x * g for x in r.current]
+        power = [x * g for x in r.power]
+        out = {"frequency": r.frequency, "import_energy": r.import_wh / 1000.0, "export_energy": r.export_wh / 1000.0,
+               "total_energy": (r.import_wh + r.export_wh) / 1000.0, "total_power": sum(power),
+               "current_total": sum(current), "voltage_avg": sum(r.voltage) / 3.0}
+        for k in range(3):
+            out[f"voltage_l{k + 1}"] = r.voltage[k]
+            out[f"current_l{k + 1}"] = current[k]
+            out[f"power_l{k + 1}"] = power[k]
+        return out
+
+    def image(self) -> Image:
+        return self.map.encode(self.values(), serial=self.serial, manufacturer="evhil",
+                               model_name=f"emulated {self.map.model}", device_address=self.unit)
+
+    def device(self, action: Any) -> SimDevice:
+        """The pymodbus device: non-shared tables (coils, discrete inputs, holding, input)."""
+        tables: dict[int, list[SimData]] = {3: [], 4: []}
+        for fc, blocks in self.image().items():
+            for start, regs in blocks.items():
+                tables[fc].append(SimData(start, values=regs, datatype=DataType.REGISTERS))
         for entries in tables.values():
             if not entries:
                 entries.append(SimData(65534, datatype=DataType.INVALID))
-        return SimDevice(id=self.unit, simdata=(bits, list(bits), tables["holding"], tables["input"]), action=action)  # type: ignore[arg-type]
-
-    def _served(self, table: str) -> list[tuple[int, int]]:
-        if self.map.sunspec is not None:
-            end = self.model_base + 2 + self.map.sunspec.length + 2
-            return [(self.sunspec_base, end)]
-        return list(self.map.blocks)
-
-    def _identity_registers(self, start: int, end: int) -> list[int]:
-        regs = [0] * (end - start)
-        ident = self.map.identity
-        if ident.serial is not None:
-            p = ident.serial
-            data = encode_string(self.serial, p.count) if p.type == "string" else self.map.encode(p, float(self.serial))
-            regs[p.address - start:p.address - start + len(data)] = data
-        if ident.model_code is not None:
-            regs[ident.model_code.address - start] = 0x0070
-        return regs
-
-    def reading(self) -> MeterReading:
-        if self.faults.frozen and self._frozen is not None:
-            return self._frozen
-        r = self.plant.reading(self.point)
-        g = self.faults.gain
-        if g != 1.0:
-            r = MeterReading(r.voltage, tuple(x * g for x in r.current), tuple(x * g for x in r.power),  # type: ignore[arg-type]
-                             r.frequency, r.import_wh, r.export_wh)
-        self._frozen = r
-        return r
-
-    def fill(self, start: int, registers: list[int]) -> None:
-        """Write the current values of every point into ``registers`` (the table starting at ``start``)."""
-        r = self.reading()
-        m = self.map
-        values = {
-            "voltage_l1": r.voltage[0], "voltage_l2": r.voltage[1], "voltage_l3": r.voltage[2],
-            "current_l1": r.current[0], "current_l2": r.current[1], "current_l3": r.current[2],
-            "current_total": sum(r.current), "power_l1": r.power[0], "power_l2": r.power[1], "power_l3": r.power[2],
-            "total_power": r.total_power, "frequency": r.frequency,
-            "import_energy": r.import_wh / 1000.0, "export_energy": r.export_wh / 1000.0,
-            "total_energy": (r.import_wh + r.export_wh) / 1000.0,
-        }
-        base = self.model_base
-        if m.sunspec is not None:
-            self._fill_sunspec(start, registers)
-            for offset, sf in m.sunspec.scale_factors.items():
-                registers[base + offset - start] = sf & 0xFFFF
-        for name, p in m.points.items():
-            exponent = m.sunspec.scale_factors[p.scale_factor] if m.sunspec and p.scale_factor is not None else 0
-            value = values[name] * (1000.0 if p.unit == "Wh" else 1.0)
-            regs = m.encode(p, value, exponent)
-            at = base + p.address - start
-            registers[at:at + len(regs)] = regs
-
-    def _fill_sunspec(self, start: int, registers: list[int]) -> None:
-        spec = self.map.sunspec
-        assert spec is not None
-        b = self.sunspec_base - start
-        registers[b:b + 2] = list(SUNS)
-        registers[b + 2:b + 4] = [1, _COMMON_LENGTH]
-        common = [0] * _COMMON_LENGTH
-        common[0:16] = encode_string("evhil", 16)
-        common[16:32] = encode_string("emulated 203", 16)
-        common[40:48] = encode_string("1.0", 8)
-        common[48:64] = encode_string(self.serial, 16)
-        common[64] = self.unit
-        registers[b + 4:b + 4 + _COMMON_LENGTH] = common
-        m = self.model_base - start
-        if registers[m] != spec.model:  # first fill: the model header, unimplemented points, the end marker
-            registers[m:m + 2] = [spec.model, spec.length]
-            registers[m + 2:m + 2 + spec.length] = [0x8000] * spec.length
-            registers[m + 2 + 36:m + 2 + 52] = [0] * 16  # acc32 energies: 0 = not implemented
-            registers[m + 2 + 53:m + 2 + 55] = [0, 0]  # Evt bitfield
-            registers[m + 2 + spec.length:m + 4 + spec.length] = [0xFFFF, 0]
+        bits = [SimData(65520, values=[False] * 16, datatype=DataType.BITS)]
+        return SimDevice(id=self.unit, simdata=(bits, list(bits), tables[3], tables[4]), action=action)
 
 
 class ModbusMeterEmulator:
-    """Serves emulated meters ``{unit: (model, plant point)}`` on ``host`` (127.0.0.1), ``port`` (0: free)."""
+    """Serves emulated meters ``{unit: (model, plant point)}`` on ``host``:``port`` (port 0: a free one;
+    after ``start()`` ``port`` holds the bound port).
+
+    ``latency`` [s] delays every reply (default ``MODBUS_TCP_LATENCY_S``); ``update_period`` [s] is the
+    meters' update cycle (0: computed on every read); ``framer`` ``"socket"`` (Modbus TCP) or ``"rtu"``.
+    """
 
     def __init__(
         self, plant: Plant, units: dict[int, tuple[str, str]], *, host: str = "127.0.0.1", port: int = 0,
-        latency: float | None = None, framer: str = "socket",
+        latency: float | None = None, update_period: float = 0.1, framer: Literal["socket", "rtu"] = "socket",
     ) -> None:
         self.plant = plant
         self.meters = {unit: _Meter(plant, unit, model, point) for unit, (model, point) in units.items()}
         self.host = host
         self.port = port
         self.latency = MODBUS_TCP_LATENCY_S if latency is None else latency
+        self.update_period = update_period
         self.framer = FramerType.RTU if framer == "rtu" else FramerType.SOCKET
         self._server: ModbusTcpServer | None = None
+        self._updater: asyncio.Task[None] | None = None
+        self._internal = False
+        """True while the emulator writes its own registers (the action callback lets those through)."""
+
+    @property
+    def address(self) -> str:
+        """``host:port``."""
+        return f"{self.host}:{self.port}"
 
     def faults(self, unit: int) -> Faults:
         """Fault controls of the meter at ``unit``."""
         return self.meters[unit].faults
 
     async def start(self) -> None:
-        if self.port == 0:
-            self.port = await _free_port(self.host)
+        """Listen, load every meter's current values, start the update task."""
         devices = [m.device(partial(self._action, m)) for m in self.meters.values()]
         self._server = ModbusTcpServer(
             devices, framer=self.framer, address=(self.host, self.port), trace_packet=self._trace_packet,
-            trace_connect=self._trace_connect,
         )
         await self._server.serve_forever(background=True)
+        listener = self._server.transport
+        sockets = getattr(listener, "sockets", None)
+        if sockets:
+            self.port = sockets[0].getsockname()[1]
+        await self.update()
+        if self.update_period > 0:
+            self._updater = asyncio.create_task(self._update_forever(), name=f"modbus meters {self.address}")
 
     async def stop(self) -> None:
+        """Stop updating and serving; held replies are released."""
+        if self._updater is not None:
+            self._updater.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._updater
+            self._updater = None
         if self._server is not None:
-            await self._server.shutdown()
-            self._server = None
+            server, self._server = self._server, None
+            await server.shutdown()
 
+    async def __aenter__(self) -> "ModbusMeterEmulator":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- values -----------------------------------------------------------------------------------------
+    async def update(self) -> None:
+        """Write every meter's current values into the server (frozen meters keep theirs)."""
+        server = self._server
+        if server is None:
+            return
+        for meter in self.meters.values():
+            if meter.faults.frozen:
+                continue
+            fc = meter.map.function_code
+            for start, regs in meter.image()[fc].items():
+                self._internal = True
+                try:
+                    await server.async_setValues(meter.unit, fc, start, regs)
+                finally:
+                    self._internal = False
+
+    async def _update_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.update_period)
+            try:
+                await self.update()
+            except Exception:  # noqa: BLE001 - a bad plant point must not kill the updates of the others
+                log.exception("modbus meter emulator %s: update failed", self.address)
+
+    # -- requests -----------------------------------------------------------------------------------------
     async def _action(self, meter: _Meter, fc: int, start: int, address: int, count: int, registers: list[int],
                       set_values: list[int] | list[bool] | None) -> ExcCodes | None:
-        if set_values is not None:
+        """pymodbus calls this for every access that passed address validation, internal writes included."""
+        if self._internal:
             return None
+        if set_values is not None:
+            return ExcCodes.ILLEGAL_ADDRESS
         f = meter.faults
         meter.reads += 1
-        while f.no_reply or f.drop_connection:
+        while (f.no_reply or f.drop_connection) and self._server is not None:
             if f.drop_connection:
-                self._drop_all()
-            await asyncio.sleep(0.02)
+                self._drop_current()
+            await asyncio.sleep(_POLL_S)
         delay = self.latency + f.latency + f.late_reply
         if delay > 0:
             await asyncio.sleep(delay)
-        limit = meter.map.max_registers
-        if count > limit:
+        if count > meter.map.max_registers:
             return ExcCodes.ILLEGAL_VALUE
-        if fc == meter.map.function_code:
-            meter.fill(start, registers)
+        if self.update_period <= 0 and fc == meter.map.function_code and not f.frozen:
+            for block_start, regs in meter.image()[fc].items():
+                at = block_start - start
+                if 0 <= at and at + len(regs) <= len(registers):
+                    registers[at:at + len(regs)] = regs
         return None
 
-    def _trace_packet(self, sending: bool, data: bytes) -> bytes:
-        if sending and any(m.faults.garbage_reply for m in self.meters.values()):
-            return data[:7] + bytes(b ^ 0x5A for b in data[7:]) if self.framer is FramerType.SOCKET else data[::-1]
-        return data
-
-    def _trace_connect(self, connected: bool) -> None:
-        if connected and any(m.faults.drop_connection for m in self.meters.values()):
-            asyncio.get_running_loop().call_soon(self._drop_all)
-
-    def _drop_all(self) -> None:
-        if self._server is None:
+    def _drop_current(self) -> None:
+        """Close the connection of the request being handled (every connection if it cannot be told)."""
+        handler = _current_handler()
+        if handler is not None and getattr(handler, "transport", None) is not None:
+            handler.transport.close()
             return
-        for conn in list(self._server.active_connections.values()):
-            if conn.transport is not None:
-                conn.transport.close()
+        if self._server is not None:
+            for conn in list(self._server.active_connections.values()):
+                if conn.transport is not None:
+                    conn.transport.close()
+
+    def _trace_packet(self, sending: bool, data: bytes) -> bytes:
+        if not sending or len(data) < 3:
+            return data
+        rtu = self.framer is FramerType.RTU
+        unit = data[0] if rtu else data[6] if len(data) > 7 else -1
+        meter = self.meters.get(unit)
+        if meter is None or not meter.faults.garbage_reply:
+            return data
+        if rtu:
+            frame = data[:1] + bytes([GARBAGE_FUNCTION_CODE]) + bytes(b ^ 0xA5 for b in data[2:-2])
+            return frame + FramerRTU.compute_CRC(frame).to_bytes(2, "big")
+        return data[:7] + bytes([GARBAGE_FUNCTION_CODE]) + bytes(b ^ 0xA5 for b in data[8:])
 
 
-async def _free_port(host: str) -> int:
-    """A port nobody listens on now (pymodbus does not report the port it bound for port 0)."""
-    server = await asyncio.start_server(lambda r, w: None, host, 0)
-    port = server.sockets[0].getsockname()[1]
-    server.close()
-    await server.wait_closed()
-    return port
+def _current_handler() -> Any:
+    """The pymodbus connection handler running the current request (pymodbus 3.16.1 internals: the
+    request task's coroutine is ``ServerRequestHandler.handle_request``)."""
+    task = asyncio.current_task()
+    coro = task.get_coro() if task is not None else None
+    frame = getattr(coro, "cr_frame", None)
+    return frame.f_locals.get("self") if frame is not None else None
 
+
+__all__ = ["MODBUS_TCP_LATENCY_S", "ModbusMeterEmulator"]

@@ -1,7 +1,8 @@
 """The evhil pytest plugin (entry point ``pytest11: hil``).
 
 Options: ``--rig PATH`` (default: the shipped emulated rig). Fixtures: ``rig``, ``clock``, ``plant``,
-``power_source`` / ``power_sources``, ``meter`` / ``meters``, ``ev`` / ``evs``. Every power source is put
+``power_source`` / ``power_sources``, ``meter`` / ``meters``, ``ev`` / ``evs``; for the OCPP suites
+``csms``, ``cp16`` and ``booted16`` (``hil.ocpp.fixtures``). Every power source is put
 in its verified safe state after each test that used one, at the end of the session, on SIGTERM (turned
 into KeyboardInterrupt so teardown runs) and at interpreter exit.
 """
@@ -21,6 +22,7 @@ from hil.instruments.energy_meter import EnergyMeter
 from hil.instruments.errors import InstrumentError
 from hil.instruments.ev_simulator import EVSimulator
 from hil.instruments.power_source import PowerSource
+from hil.ocpp.fixtures import booted16, cp16, csms  # noqa: F401 - fixtures of the OCPP suites
 from hil.plant import Plant
 from hil.rig.loader import DEFAULT_RIG, RigFileError, load_rig
 from hil.rig.model import RigSpec
@@ -41,6 +43,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "bench: needs a real bench; skipped unless --rig names a real rig")
     config.addinivalue_line("markers", "emulated_only: needs an emulated rig (fault injection, plant access)")
+    config.addinivalue_line("markers", "octt(id, version, profile, sut): the OCTT test case a test automates")
     path = Path(config.getoption("--rig") or DEFAULT_RIG)
     try:
         config.stash[_RIG_KEY] = load_rig(path)

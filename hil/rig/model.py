@@ -139,9 +139,15 @@ class DutSpec(Strict):
     kind: Literal["none", "charger", "site_controller", "csms", "reference"] = "reference"
     name: str = "evhil reference"
     control: ControlSpec = ControlSpec()
-    csms_url: str | None = None
+    csms_url: str | None = Field(default=None, description="a CSMS under test: its ws:// or wss:// base URL")
     ocpp_version: Literal["1.6", "2.0.1"] | None = None
     connectors: int = Field(default=1, ge=1)
+    charge_point_id: str = Field(default="EVHIL-CP1", min_length=1, pattern=r"^[A-Za-z0-9*\-_=:+|@.]+$",
+                                 description="the id a charger under test connects with (the URL's last part)")
+    password: str | None = Field(default=None, min_length=16, max_length=40,
+                                 description="basic-auth password (security profile 1)")
+    csms_host: str = Field(default="127.0.0.1", description="where evhil's CSMS listens for a charger under test")
+    csms_port: int = Field(default=0, ge=0, lt=65536, description="0: a free port")
 
 
 class ClockSpec(Strict):

@@ -1,0 +1,135 @@
+"""The control seam of a device under test: plug in, unplug, present token, cut or restore its network,
+raise or clear a fault.
+
+A suite drives the device only through ``Control``, so the same test runs against evhil's emulator in CI
+and a real charger on a bench. The rig file picks the adapter (``dut.control.adapter``):
+
+- ``emulated``: calls the in-process emulator;
+- ``command``: runs one shell command per action, with ``{connector}``, ``{token}`` and ``{error}``
+  filled in (how labs script a charger's test mode); a non-zero exit or a timeout is an error naming
+  the command;
+- ``prompt``: asks the person at the bench to do it and waits for Enter, up to the timeout.
+
+Times: seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+import sys
+from typing import Protocol
+
+ACTIONS = ("plug_in", "unplug", "present_token", "cut_network", "restore_network", "raise_fault", "clear_fault")
+
+
+class ControlError(RuntimeError):
+    """An action on the device under test could not be carried out."""
+
+
+class Control(Protocol):
+    """What a suite may do to the device under test."""
+
+    async def plug_in(self, connector: int = 1) -> None: ...
+
+    async def unplug(self, connector: int = 1) -> None: ...
+
+    async def present_token(self, token: str, connector: int = 1) -> None: ...
+
+    async def cut_network(self) -> None: ...
+
+    async def restore_network(self) -> None: ...
+
+    async def raise_fault(self, connector: int = 1, error_code: str = "GroundFailure") -> None: ...
+
+    async def clear_fault(self, connector: int = 1) -> None: ...
+
+
+class CommandControl:
+    """Runs ``commands[action]`` (a shell command line with placeholders) for each action."""
+
+    def __init__(self, commands: dict[str, str], timeout: float = 60.0) -> None:
+        self.commands = commands
+        self.timeout = timeout
+
+    async def _run(self, action: str, **values: object) -> None:
+        template = self.commands.get(action)
+        if template is None:
+            raise ControlError(f"rig file: dut.control.commands has no {action!r} command; "
+                               f"define one of {', '.join(ACTIONS)}")
+        try:
+            line = template.format(**{k: shlex.quote(str(v)) for k, v in values.items()})
+        except KeyError as exc:
+            raise ControlError(f"dut.control.commands.{action}: unknown placeholder {exc}; "
+                               f"available: {', '.join('{' + k + '}' for k in values)}") from None
+        proc = await asyncio.create_subprocess_shell(line, stdout=asyncio.subprocess.PIPE,
+                                                     stderr=asyncio.subprocess.STDOUT)
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), self.timeout)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise ControlError(f"{action}: command {line!r} did not finish within {self.timeout:g} s") from None
+        if proc.returncode != 0:
+            text = out.decode("utf-8", "replace").strip()[-500:]
+            raise ControlError(f"{action}: command {line!r} exited with status {proc.returncode}: {text}")
+
+    async def plug_in(self, connector: int = 1) -> None:
+        await self._run("plug_in", connector=connector)
+
+    async def unplug(self, connector: int = 1) -> None:
+        await self._run("unplug", connector=connector)
+
+    async def present_token(self, token: str, connector: int = 1) -> None:
+        await self._run("present_token", token=token, connector=connector)
+
+    async def cut_network(self) -> None:
+        await self._run("cut_network")
+
+    async def restore_network(self) -> None:
+        await self._run("restore_network")
+
+    async def raise_fault(self, connector: int = 1, error_code: str = "GroundFailure") -> None:
+        await self._run("raise_fault", connector=connector, error=error_code)
+
+    async def clear_fault(self, connector: int = 1) -> None:
+        await self._run("clear_fault", connector=connector)
+
+
+class PromptControl:
+    """Asks the person at the bench to carry out each action and waits for Enter."""
+
+    def __init__(self, timeout: float = 60.0) -> None:
+        self.timeout = timeout
+
+    async def _ask(self, text: str) -> None:
+        if not sys.stdin or not sys.stdin.isatty():
+            raise ControlError(f"needs a person at the bench ({text}) but there is no terminal; "
+                               "use the 'command' adapter for unattended runs")
+        print(f"\n[evhil] {text}, then press Enter (timeout {self.timeout:g} s) ", end="", flush=True)
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.wait_for(loop.run_in_executor(None, sys.stdin.readline), self.timeout)
+        except asyncio.TimeoutError:
+            raise ControlError(f"nobody confirmed '{text}' within {self.timeout:g} s") from None
+
+    async def plug_in(self, connector: int = 1) -> None:
+        await self._ask(f"Plug the EV into connector {connector}")
+
+    async def unplug(self, connector: int = 1) -> None:
+        await self._ask(f"Unplug the EV from connector {connector}")
+
+    async def present_token(self, token: str, connector: int = 1) -> None:
+        await self._ask(f"Present token {token} at connector {connector}")
+
+    async def cut_network(self) -> None:
+        await self._ask("Disconnect the charger's network (unplug its Ethernet or disable its modem)")
+
+    async def restore_network(self) -> None:
+        await self._ask("Reconnect the charger's network")
+
+    async def raise_fault(self, connector: int = 1, error_code: str = "GroundFailure") -> None:
+        await self._ask(f"Provoke a {error_code} fault on connector {connector}")
+
+    async def clear_fault(self, connector: int = 1) -> None:
+        await self._ask(f"Clear the fault on connector {connector}")

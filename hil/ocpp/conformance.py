@@ -1,0 +1,95 @@
+"""Conformance-case machinery shared by the OCPP suites: steps, payload matching, failures that name the step.
+
+An OCTT test case is a numbered list of steps. A suite wraps each in ``step(n, text)``; an expectation
+that fails inside it raises ``ConformanceFailure`` naming the case step, what was expected and what was
+received instead. Steps also appear as Allure steps.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import allure
+import pytest
+
+from hil.ocpp import catalogue
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_STEP: contextvars.ContextVar[str | None] = contextvars.ContextVar("ocpp_step", default=None)
+
+
+class ConformanceFailure(AssertionError):
+    """The device under test did not do what the test case step requires."""
+
+    def __init__(self, message: str, step: str | None = None) -> None:
+        self.step = step if step is not None else _STEP.get()
+        super().__init__(f"{self.step}: {message}" if self.step else message)
+
+
+@contextmanager
+def step(number: int | str, text: str) -> Iterator[None]:
+    """One test-case step: ``with step(3, "CS sends StatusNotification Preparing"): ...``."""
+    label = f"step {number} ({text})"
+    token = _STEP.set(label)
+    try:
+        with allure.step(f"Step {number}: {text}"):
+            yield
+    finally:
+        _STEP.reset(token)
+
+
+def current_step() -> str | None:
+    """The step being executed, as ``step N (text)``."""
+    return _STEP.get()
+
+
+def matches(expected: Any, actual: Any) -> bool:
+    """Recursive subset match: every key of ``expected`` is in ``actual`` with a matching value.
+
+    Dicts match as subsets; lists match element-wise and must have the same length; a callable in
+    ``expected`` is a predicate on the actual value; anything else compares equal.
+    """
+    if callable(expected):
+        try:
+            return bool(expected(actual))
+        except Exception:  # noqa: BLE001 - a predicate that cannot judge the value says no
+            return False
+    if isinstance(expected, Mapping):
+        return isinstance(actual, Mapping) and all(k in actual and matches(v, actual[k]) for k, v in expected.items())
+    if isinstance(expected, list):
+        return isinstance(actual, list) and len(expected) == len(actual) and all(
+            matches(e, a) for e, a in zip(expected, actual))
+    return bool(expected == actual)
+
+
+def show(payload: Any, limit: int = 400) -> str:
+    """A payload in one line for a failure message."""
+    try:
+        text = json.dumps(payload, separators=(",", ":"), default=lambda o: getattr(o, "__name__", repr(o)))
+    except (TypeError, ValueError):
+        text = repr(payload)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def octt(case_id: str) -> Callable[[F], F]:
+    """Mark a test as OCTT case ``case_id``: the ``octt`` marker (id, version, profile, sut) and Allure
+    labels (epic = OCPP version, feature = profile, story = case). The test must be named after the case
+    (``test_tc_036_cs`` for ``TC_036_CS``), so a report and a node id always say the same thing."""
+    tc = catalogue.case(case_id)
+
+    def decorate(fn: F) -> F:
+        expected = catalogue.pytest_name(case_id)
+        if fn.__name__ != expected:
+            raise ValueError(f"{fn.__module__}.{fn.__name__}: a test of {case_id} must be named {expected}")
+        marked = pytest.mark.octt(tc.id, version=tc.version, profile=tc.profile, sut=tc.sut)(fn)
+        for label in (allure.epic(f"OCPP {tc.version}"), allure.feature(tc.profile),
+                      allure.story(f"{tc.id} {tc.name}"), allure.label("octt", tc.id), allure.title(f"{tc.id} {tc.name}")):
+            marked = label(marked)
+        return marked
+
+    return decorate

@@ -1,0 +1,115 @@
+"""pytest fixtures for the OCPP suites (registered by ``hil.plugin``).
+
+``csms`` is evhil's central system on the rig's ``dut.csms_host``/``csms_port``. ``cp16`` is the charge
+point under test, not yet booted: on an emulated rig it is evhil's reference emulator on the plant's
+ports; on a bench it is the charger named in the rig file, which connects by itself. ``booted16`` is the
+OCTT reusable state "Booted": BootNotification accepted and every connector reported Available.
+
+After each test the emulator stops (outlets de-energised), the plant's cables are put back as they were,
+and the message trace is attached to the report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import allure
+import pytest
+
+from hil.control import CommandControl, Control, PromptControl
+from hil.ocpp.charge_point import ChargePoint
+from hil.ocpp.conformance import ConformanceFailure
+from hil.ocpp.csms import CSMS, Session
+from hil.ocpp.outlet import Outlet
+from hil.rig.rig import Rig
+
+
+@dataclass
+class ChargerUnderTest:
+    """A charge point under test as a suite sees it: its CSMS session and its control seam."""
+
+    session: Session
+    control: Control
+    connectors: int
+    emulator: ChargePoint | None = None
+
+    async def boot(self, timeout: float = 30.0) -> None:
+        """Start the emulator (or wait for the bench charger to connect)."""
+        if self.emulator is not None and not self.emulator.uplink._tasks:
+            await self.emulator.start()
+        await self.session.wait_connected(timeout)
+
+    async def booted(self, timeout: float = 30.0) -> None:
+        """Reach the reusable state Booted: BootNotification Accepted, every connector Available."""
+        await self.boot(timeout)
+        await self.session.expect("BootNotification", timeout=timeout)
+        for k in range(1, self.connectors + 1):
+            await self.session.expect("StatusNotification", {"connectorId": k, "status": "Available"},
+                                      timeout=timeout)
+        await asyncio.sleep(0.1)
+        self.session.consume_all()
+
+
+@pytest.fixture
+async def csms(rig: Rig) -> AsyncIterator[CSMS]:
+    """evhil's CSMS for a charger under test (fresh per test)."""
+    dut = rig.spec.dut
+    server = CSMS(dut.csms_host, dut.csms_port, charge_points={dut.charge_point_id: dut.password},
+                  versions=(dut.ocpp_version,) if dut.ocpp_version else ("2.0.1", "1.6"))
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+async def cp16(rig: Rig, csms: CSMS) -> AsyncIterator[ChargerUnderTest]:
+    """The OCPP 1.6 charge point under test, before boot."""
+    dut = rig.spec.dut
+    if dut.ocpp_version not in (None, "1.6"):
+        pytest.skip(f"rig {rig.spec.name!r}: the device under test speaks OCPP {dut.ocpp_version}")
+    if dut.kind == "csms":
+        pytest.skip(f"rig {rig.spec.name!r}: the device under test is a CSMS")
+    session = csms.session(dut.charge_point_id)
+    emulator = None
+    restore: list[tuple[Outlet, bool]] = []
+    if dut.control.adapter == "emulated":
+        if rig.plant is None:
+            pytest.fail("dut.control.adapter 'emulated' needs an emulated rig with ports", pytrace=False)
+        names = list(rig.plant.ports)[: dut.connectors]
+        outlets = [Outlet(rig.plant, name) for name in names]
+        restore = [(o, o.plugged_in) for o in outlets]
+        for o in outlets:
+            o.plug(False)
+        emulator = ChargePoint(dut.charge_point_id, csms.url, outlets, password=dut.password)
+        control: Control = emulator
+    elif dut.control.adapter == "command":
+        control = CommandControl(dict(dut.control.commands), dut.control.timeout_s)
+    else:
+        control = PromptControl(dut.control.timeout_s)
+    charger = ChargerUnderTest(session, control, len(restore) or dut.connectors, emulator)
+    try:
+        yield charger
+    finally:
+        if emulator is not None:
+            await emulator.stop()
+        for outlet, plugged in restore:
+            outlet.de_energize()
+            outlet.plug(plugged)
+        allure.attach(session.trace.jsonl(), name=f"OCPP trace {session.id}", attachment_type=allure.attachment_type.JSON,
+                      extension="jsonl")
+        if session.findings:
+            allure.attach("\n".join(session.findings), name="protocol findings", attachment_type=allure.attachment_type.TEXT)
+
+
+@pytest.fixture
+async def booted16(cp16: ChargerUnderTest) -> ChargerUnderTest:
+    """The 1.6 charge point in the reusable state Booted."""
+    try:
+        await cp16.booted()
+    except ConformanceFailure as exc:
+        pytest.fail(f"reusable state Booted not reached: {exc}", pytrace=False)
+    return cp16

@@ -38,6 +38,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--rig", action="store", default=None, metavar="PATH",
         help=f"rig file naming the instruments (default: the emulated rig {DEFAULT_RIG.name})",
     )
+    group.addoption(
+        "--cp-emulator", action="store", default=None, metavar="MODULE:CLASS",
+        help="charge point emulator class for emulated OCPP 1.6 runs (default: hil.ocpp.charge_point:ChargePoint)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:

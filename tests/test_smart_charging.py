@@ -373,7 +373,8 @@ def _reference_leading(raw: list[tuple[int, dict]], t: datetime) -> dict[str, fl
     best: dict[str, tuple[int, float]] = {}
     tx_valid = False
     # a connector-specific TxDefaultProfile replaces the connector-0 one of the same level
-    own = {d["stackLevel"] for c, d in raw if c == 1 and d["chargingProfilePurpose"] == "TxDefaultProfile"}
+    own = {d["stackLevel"] for c, d in raw
+           if c == 1 and d["chargingProfilePurpose"] == "TxDefaultProfile"}
     for connector, d in raw:
         if connector == 0 and d["chargingProfilePurpose"] == "TxDefaultProfile" \
                 and d["stackLevel"] in own:

@@ -12,6 +12,7 @@ and the message trace is attached to the report.
 from __future__ import annotations
 
 import asyncio
+import importlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ import allure
 import pytest
 
 from hil.control import CommandControl, Control, PromptControl
+from hil.instruments.energy_meter import EnergyMeter
 from hil.ocpp.charge_point import ChargePoint
 from hil.ocpp.conformance import ConformanceFailure
 from hil.ocpp.csms import CSMS, Session
@@ -33,7 +35,18 @@ class ChargerUnderTest:
     session: Session
     control: Control
     connectors: int
+    rig: Rig
     emulator: ChargePoint | None = None
+
+    def meter(self, connector: int = 1) -> EnergyMeter | None:
+        """The rig's energy meter on the connector's port (connector k is the rig's k-th port), if any."""
+        ports = self.rig.spec.ports
+        if not 1 <= connector <= len(ports):
+            return None
+        for m in self.rig.spec.meters:
+            if m.point == ports[connector - 1].name:
+                return self.rig.meter(m.name)
+        return None
 
     async def boot(self, timeout: float = 30.0) -> None:
         """Start the emulator (or wait for the bench charger to connect)."""
@@ -65,8 +78,22 @@ async def csms(rig: Rig) -> AsyncIterator[CSMS]:
         await server.stop()
 
 
+def emulator_class(spec: str | None) -> type[ChargePoint]:
+    """The charge point emulator class named ``MODULE:CLASS`` (default: the reference emulator)."""
+    if not spec:
+        return ChargePoint
+    module, _, name = spec.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise pytest.UsageError(f"--cp-emulator {spec}: cannot load it ({exc})") from None
+    if not (isinstance(cls, type) and issubclass(cls, ChargePoint)):
+        raise pytest.UsageError(f"--cp-emulator {spec}: not a subclass of hil.ocpp.charge_point.ChargePoint")
+    return cls
+
+
 @pytest.fixture
-async def cp16(rig: Rig, csms: CSMS) -> AsyncIterator[ChargerUnderTest]:
+async def cp16(rig: Rig, csms: CSMS, pytestconfig: pytest.Config) -> AsyncIterator[ChargerUnderTest]:
     """The OCPP 1.6 charge point under test, before boot."""
     dut = rig.spec.dut
     if dut.ocpp_version not in (None, "1.6"):
@@ -84,13 +111,14 @@ async def cp16(rig: Rig, csms: CSMS) -> AsyncIterator[ChargerUnderTest]:
         restore = [(o, o.plugged_in) for o in outlets]
         for o in outlets:
             o.plug(False)
-        emulator = ChargePoint(dut.charge_point_id, csms.url, outlets, password=dut.password)
+        cls = emulator_class(pytestconfig.getoption("--cp-emulator"))
+        emulator = cls(dut.charge_point_id, csms.url, outlets, password=dut.password)
         control: Control = emulator
     elif dut.control.adapter == "command":
         control = CommandControl(dict(dut.control.commands), dut.control.timeout_s)
     else:
         control = PromptControl(dut.control.timeout_s)
-    charger = ChargerUnderTest(session, control, len(restore) or dut.connectors, emulator)
+    charger = ChargerUnderTest(session, control, len(restore) or dut.connectors, rig, emulator)
     try:
         yield charger
     finally:

@@ -137,13 +137,13 @@ class ChargingProfile:
             self.valid_to is None or t < self.valid_to)
 
 
-def _schedule_from_ocpp(raw: dict[str, Any], start_key: str) -> ChargingSchedule:
+def _schedule_from_ocpp(raw: dict[str, Any]) -> ChargingSchedule:
     periods = tuple(
         SchedulePeriod(int(p["startPeriod"]), float(p["limit"]), p.get("numberPhases"))
         for p in raw["chargingSchedulePeriod"])
     return ChargingSchedule(
         periods=periods, unit=raw["chargingRateUnit"], duration_s=raw.get("duration"),
-        start=parse_datetime(raw.get(start_key)), min_charging_rate=raw.get("minChargingRate"),
+        start=parse_datetime(raw.get("startSchedule")), min_charging_rate=raw.get("minChargingRate"),
         id=raw.get("id"))
 
 
@@ -165,7 +165,7 @@ def profile_from_ocpp(payload: dict[str, Any], version: str, connector: int = 0)
     return ChargingProfile(
         id=int(pid), stack_level=int(payload["stackLevel"]),
         purpose=purpose_from_ocpp(payload["chargingProfilePurpose"]), kind=kind,
-        schedules=tuple(_schedule_from_ocpp(s, "startSchedule") for s in raw),
+        schedules=tuple(_schedule_from_ocpp(s) for s in raw),
         recurrency=payload.get("recurrencyKind"),
         valid_from=parse_datetime(payload.get("validFrom")),
         valid_to=parse_datetime(payload.get("validTo")),
@@ -209,7 +209,8 @@ class ProfileStore:
             p.connector == profile.connector and p.purpose is profile.purpose
             and p.stack_level == profile.stack_level)]
 
-    def install(self, profile: ChargingProfile, connector: int | None = None) -> list[ChargingProfile]:
+    def install(self, profile: ChargingProfile,
+                connector: int | None = None) -> list[ChargingProfile]:
         """Install ``profile`` (on ``connector`` if given) and return the profiles it replaced.
 
         A profile with the same id, or the same purpose and stack level on the same connector,
@@ -218,7 +219,7 @@ class ProfileStore:
         if connector is not None:
             profile = replace(profile, connector=connector)
         old = self._replaced_by(profile)
-        self._profiles = [p for p in self._profiles if p not in old] + [profile]
+        self._profiles = [p for p in self._profiles if all(p is not o for o in old)] + [profile]
         return old
 
     def clear(self, id: int | None = None, connector: int | None = None,
@@ -313,21 +314,14 @@ def _anchors(prof: ChargingProfile, lo: datetime, hi: datetime, q: _Query) -> li
     return [q.tx_start or q.fallback_start]
 
 
-def _run_length(prof: ChargingProfile) -> float | None:
-    """Seconds one run of the schedule lasts (duration, cut at the recurrence period)."""
-    ends = [prof.schedule.duration_s]
-    if prof.kind == "Recurring":
-        ends.append(_RECURRENCE_S.get(prof.recurrency or ""))
-    ends_known = [e for e in ends if e is not None]
-    return min(ends_known) if ends_known else None
-
-
 def _period_at(prof: ChargingProfile, t: datetime, q: _Query) -> SchedulePeriod | None:
+    """The period in force at ``t``.  A recurring run restarts at the next recurrence, so
+    periods (or a duration) beyond the recurrence length are never reached."""
     if not prof.valid_at(t):
         return None
     offset = (t - _anchors(prof, t, t, q)[-1]).total_seconds()
-    run = _run_length(prof)
-    if offset < 0 or (run is not None and offset >= run):
+    duration = prof.schedule.duration_s
+    if offset < 0 or (duration is not None and offset >= duration):
         return None
     started = [p for p in prof.schedule.periods if p.start_s <= offset]
     return max(started, key=lambda p: p.start_s) if started else None
@@ -340,7 +334,8 @@ def _convert(limit: float, unit: str, phases: int, q: _Query) -> float:
     return limit * q.voltage * phases if q.unit == "W" else limit / (q.voltage * phases)
 
 
-def _leading(stack: list[ChargingProfile], t: datetime, q: _Query) -> tuple[float, int | None] | None:
+def _leading(stack: list[ChargingProfile], t: datetime,
+             q: _Query) -> tuple[float, int | None] | None:
     """(limit in the query unit, numberPhases) of the leading profile of a stack, or None."""
     for prof in stack:  # highest stack level first
         period = _period_at(prof, t, q)
@@ -380,7 +375,7 @@ def _limit(st: _Stacks, t: datetime, q: _Query,
            max_limit: float | None) -> tuple[float | None, int | None]:
     found = [_leading(stack, t, q) for stack in st.caps]
     tx_active = any(p.valid_at(t) for p in st.tx)
-    found.append(_leading(st.tx, t, q) or _leading(st.tx_default, t, q))
+    found.append(_leading(st.tx if tx_active else st.tx_default, t, q))
     limits = [f[0] for f in found if f is not None] + ([max_limit] if max_limit is not None else [])
     if not limits:
         return None, None
@@ -390,7 +385,7 @@ def _limit(st: _Stacks, t: datetime, q: _Query,
 
 @dataclass(frozen=True)
 class CompositePeriod:
-    """Composite period from ``start_s`` (s after the schedule start); ``limit`` None = unconstrained."""
+    """Composite period from ``start_s`` (s after the schedule start); None = unconstrained."""
 
     start_s: int
     limit: float | None
@@ -421,8 +416,8 @@ class CompositeSchedule:
             raise ValueError("composite has unconstrained spans; compute it with max_limit")
         periods = []
         for p in self.periods:
-            item: dict[str, Any] = {"startPeriod": p.start_s,
-                                    "limit": math.floor(p.limit * 10 + 1e-6) / 10}  # type: ignore[operator]
+            limit = math.floor(p.limit * 10 + 1e-6) / 10  # type: ignore[operator]
+            item: dict[str, Any] = {"startPeriod": p.start_s, "limit": limit}
             if p.number_phases is not None:
                 item["numberPhases"] = p.number_phases
             periods.append(item)
@@ -447,7 +442,9 @@ def composite_schedule(store: ProfileStore, connector: int, start: datetime, dur
     ``transaction_start`` anchors Relative profiles (``start`` if None).  ``transaction_id``
     selects TxProfiles (None: every TxProfile on the connector counts as the current one).
     ``max_limit`` (in ``unit``) is the connector's local limit, capping everything.
-    Consecutive periods with equal limit and phases are merged; offsets are whole seconds.
+    Each period's ``number_phases`` is the lowest numberPhases stated by the leading periods
+    (None if none states one).  Consecutive periods with equal limit and phases are merged;
+    offsets are whole seconds.
     """
     start = parse_datetime(start)  # type: ignore[assignment]
     end = start + timedelta(seconds=duration_s)
@@ -456,10 +453,11 @@ def composite_schedule(store: ProfileStore, connector: int, start: datetime, dur
     points = {start}
     for prof in st.all():
         candidates = [prof.valid_from, prof.valid_to]
-        run = _run_length(prof)
+        duration = prof.schedule.duration_s
         for anchor in _anchors(prof, start, end, q):
             candidates += [anchor + timedelta(seconds=p.start_s) for p in prof.schedule.periods]
-            candidates += [anchor] + ([anchor + timedelta(seconds=run)] if run is not None else [])
+            if duration is not None:
+                candidates.append(anchor + timedelta(seconds=duration))
         points.update(c for c in candidates if c is not None and start < c < end)
     periods: list[CompositePeriod] = []
     for t in sorted(points):

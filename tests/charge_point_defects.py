@@ -1,0 +1,148 @@
+"""A catalogue of OCPP 1.6 charge point emulators with one seeded defect each.
+
+Each class changes one behaviour of the reference emulator the way real chargers get it wrong.
+``DEFECTS`` says which OCTT cases must catch it; ``test_ocpp_defects.py`` runs the suites against each
+(``--cp-emulator charge_point_defects:CLASS``) and checks that exactly those cases fail, naming the step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hil.ocpp.charge_point import ChargePoint, Connector
+
+
+class NoStationStatus(ChargePoint):
+    """After boot, reports its connectors but not connectorId 0 (the charge point as a whole)."""
+
+    async def _send_status(self, c: Connector) -> None:
+        if c.id == 0:
+            c.reported = c.status
+            return
+        await super()._send_status(c)
+
+
+class IgnoresHeartbeatInterval(ChargePoint):
+    """Keeps its own heartbeat interval instead of the one the BootNotification answer sets."""
+
+    async def _boot(self) -> None:
+        await super()._boot()
+        self.config["HeartbeatInterval"].value = "30"
+
+
+class LosesOfflineMeterValues(ChargePoint):
+    """Drops transaction meter values taken while offline instead of queueing them."""
+
+    def _enqueue_for(self, tx: Any, action: str, payload: dict[str, Any]) -> None:
+        if action == "MeterValues" and not self.uplink.online:
+            return
+        super()._enqueue_for(tx, action, payload)
+
+
+class IgnoresProfileLimit(ChargePoint):
+    """Accepts and reports charging profiles but charges at full current whatever they say."""
+
+    def limit(self, connector: int) -> float | None:
+        return None
+
+
+class BootsOnReconnect(ChargePoint):
+    """Sends BootNotification again after every reconnection, not only after a reboot."""
+
+    async def _on_connected(self, first: bool) -> None:
+        await super()._on_connected(True)
+
+
+class KeepsChargingOnEVDisconnect(ChargePoint):
+    """Ignores StopTransactionOnEVSideDisconnect=true: an EV-side unplug only suspends the transaction."""
+
+    def cfg_bool(self, key: str) -> bool:
+        if key == "StopTransactionOnEVSideDisconnect":
+            return False
+        return super().cfg_bool(key)
+
+
+class NoRemoteStartBeforePlugIn(ChargePoint):
+    """Rejects RemoteStartTransaction unless the cable is already plugged in."""
+
+    async def _on_remote_start_transaction(self, p: dict[str, Any]) -> dict[str, Any]:
+        c = self.connectors.get(p.get("connectorId", 1))
+        if c is not None and c.outlet is not None and not c.outlet.plugged_in:
+            return {"status": "Rejected"}
+        return await super()._on_remote_start_transaction(p)
+
+
+class IgnoresConnectionTimeOut(ChargePoint):
+    """An authorisation waiting for the cable never times out."""
+
+    def cfg_int(self, key: str) -> int:
+        if key == "ConnectionTimeOut":
+            return 10**6
+        return super().cfg_int(key)
+
+
+class RejectsUnknownKey(ChargePoint):
+    """Answers ChangeConfiguration of an unknown key with Rejected instead of NotSupported."""
+
+    async def _on_change_configuration(self, p: dict[str, Any]) -> dict[str, Any]:
+        if p["key"] not in self.config:
+            return {"status": "Rejected"}
+        return await super()._on_change_configuration(p)
+
+
+class AcceptsStaleLocalList(ChargePoint):
+    """Applies a differential local list update whatever its version (no VersionMismatch)."""
+
+    async def _on_send_local_list(self, p: dict[str, Any]) -> dict[str, Any]:
+        if p["updateType"] == "Differential":
+            self.local_list_version = min(self.local_list_version, p["listVersion"] - 1)
+        return await super()._on_send_local_list(p)
+
+
+class CompositeIgnoresStationMax(ChargePoint):
+    """Leaves the ChargePointMaxProfile out of the composite schedule and of the applied limit."""
+
+    async def _on_get_composite_schedule(self, p: dict[str, Any]) -> dict[str, Any]:
+        saved = [q for q in self.profiles if q.purpose.name == "STATION_MAX"]
+        for q in saved:
+            self.profiles.clear(id=q.id)
+        try:
+            return await super()._on_get_composite_schedule(p)
+        finally:
+            for q in saved:
+                self.profiles.install(q)
+
+
+class ForgetsUnavailableOnReboot(ChargePoint):
+    """Comes back Operative after a reset although the connector was set Inoperative."""
+
+    async def _reset(self, kind: str) -> None:
+        for c in self.connectors.values():
+            c.operative = True
+        await super()._reset(kind)
+
+
+class SuspendsInsteadOfStopping(ChargePoint):
+    """Ignores StopTransactionOnInvalidId=true: an idTag rejected after an offline start only suspends."""
+
+    async def _deauthorized(self, c: Connector) -> None:
+        c.suspended = True
+        await self._set_status(c, "SuspendedEVSE")
+
+
+DEFECTS: dict[str, set[str]] = {
+    "NoStationStatus": {"TC_001_CS", "TC_002_CS"},
+    "IgnoresHeartbeatInterval": {"TC_001_CS", "TC_002_CS"},
+    "LosesOfflineMeterValues": {"TC_036_CS"},
+    "IgnoresProfileLimit": {"TC_057_CS", "TC_082_CS", "TC_059_CS"},
+    "BootsOnReconnect": {"TC_036_CS", "TC_037_1_CS", "TC_038_CS"},
+    "KeepsChargingOnEVDisconnect": {"TC_005_1_CS", "TC_005_2_CS"},
+    "NoRemoteStartBeforePlugIn": {"TC_011_1_CS", "TC_011_2_CS", "TC_024_CS"},
+    "IgnoresConnectionTimeOut": {"TC_004_2_CS", "TC_011_2_CS"},
+    "RejectsUnknownKey": {"TC_040_1_CS"},
+    "AcceptsStaleLocalList": {"TC_043_2_CS"},
+    "CompositeIgnoresStationMax": {"TC_066_CS", "TC_067_CS"},
+    "ForgetsUnavailableOnReboot": {"TC_013_CS", "TC_014_CS"},
+    "SuspendsInsteadOfStopping": {"TC_037_3_CS"},
+}
+"""Defect class -> the OCTT cases that must fail against it."""

@@ -27,12 +27,17 @@ def run_cases(defect: str, cases: set[str], tmp_path: Path) -> dict[str, tuple[s
     report = tmp_path / f"{defect}.xml"
     selection = " or ".join(sorted(pytest_name(c) for c in cases))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", str(ROOT / "suites" / "ocpp16"), "-q", "-p", "no:cacheprovider",
-         "-p", "no:randomly", "--cp-emulator", f"charge_point_defects:{defect}", "-k", selection,
-         f"--junitxml={report}", "-o", "junit_family=xunit2"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
-    )
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", str(ROOT / "suites" / "ocpp16"), "-q", "-p", "no:cacheprovider",
+             "--cp-emulator", f"charge_point_defects:{defect}", "-k", selection, f"--junitxml={report}",
+             "-o", "junit_family=xunit2", "-o", "faulthandler_timeout=90"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=240,
+        )
+    except subprocess.TimeoutExpired as exc:
+        out = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        err = (exc.stderr or b"").decode() if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+        raise AssertionError(f"{defect}: child pytest hung:\n{out[-3000:]}\n{err[-6000:]}") from None
     if not report.exists():
         raise AssertionError(f"child pytest wrote no report (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
     outcomes: dict[str, tuple[str, str]] = {}

@@ -188,18 +188,17 @@ class ChargePoint:
 
     async def stop(self) -> None:
         """Stop every task, de-energise every outlet, close the connection."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001
-                pass
-        self._tasks = []
         for c in self.connectors.values():
             if c.outlet is not None:
                 c.outlet.de_energize()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
         await self.uplink.stop()
+        for c in self.connectors.values():
+            if c.outlet is not None:
+                c.outlet.de_energize()
 
     async def __aenter__(self) -> "ChargePoint":
         return await self.start()

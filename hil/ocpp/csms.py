@@ -18,7 +18,7 @@ import itertools
 import logging
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from http import HTTPStatus
 from typing import Any
@@ -334,7 +334,8 @@ class CSMS:
     async def start(self) -> "CSMS":
         self._server = await serve(
             self._handle, self.host, self.port, subprotocols=[SUBPROTOCOLS[v] for v in self.versions],  # type: ignore[misc]
-            process_request=self._process_request, ssl=self.tls, ping_interval=None, max_size=2**22,
+            process_request=self._process_request, select_subprotocol=self._select_subprotocol, ssl=self.tls,
+            ping_interval=None, max_size=2**22,
         )
         sock = next(iter(self._server.sockets))
         self.port = sock.getsockname()[1]
@@ -352,6 +353,12 @@ class CSMS:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    def _select_subprotocol(self, connection: ServerConnection, offered: Sequence[str]) -> str | None:
+        """The first offered subprotocol this CSMS speaks; None completes the handshake without one, and
+        ``_handle`` then closes the connection (OCPP-J: no agreement, no session)."""
+        supported = {SUBPROTOCOLS[v] for v in self.versions}
+        return next((p for p in offered if p in supported), None)
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         cs_id = request.path.rstrip("/").rsplit("/", 1)[-1]

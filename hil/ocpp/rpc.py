@@ -247,10 +247,12 @@ class Connection:
         action, payload = msg[2], msg[3]
         self._record("received", raw, CALL, uid, action, payload)
         if action not in actions(self.version):
+            self.findings.append(f"sent {action}, which is not an OCPP {self.version} action")
             await self._send_error(uid, action, "NotImplemented", f"{action} is not an OCPP {self.version} action")
             return
         handler = self.handlers.get(action)
         if handler is None:
+            self.findings.append(f"sent {action}, which this side does not support")
             await self._send_error(uid, action, "NotSupported", f"{action} is not supported here")
             return
         if self.validate:

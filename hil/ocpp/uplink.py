@@ -103,26 +103,31 @@ class Uplink:
         self._online = asyncio.Event()
         self._queue_changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._runner: asyncio.Task[None] | None = None
+        self._stopping = False
         self._first = True
         self.boot_accepted = asyncio.Event()
         """Set by the charge point when the CSMS accepted its BootNotification; the queue waits for it."""
 
     # -- life cycle -------------------------------------------------------------------------------------
     def start(self) -> None:
+        self._stopping = False
         self._tasks = [asyncio.ensure_future(self._keep_connected()), asyncio.ensure_future(self._deliver())]
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        """Close the connection, then end the tasks (closing first lets the receive loop end by itself)."""
+        self._stopping = True
+        conn = self.connection
+        if conn is not None:
+            await conn.close()
+        tasks = [*self._tasks, *([self._runner] if self._runner is not None else [])]
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001
-                pass
-        self._tasks = []
-        if self.connection is not None:
-            await self.connection.close()
-            self.connection = None
+        self._network.set()  # wake a loop waiting for the network, so it sees the stop
+        self._queue_changed.set()
+        if tasks:
+            await asyncio.wait(tasks, timeout=5.0)
+        self._tasks, self._runner, self.connection = [], None, None
         self._online.clear()
 
     @property
@@ -161,8 +166,10 @@ class Uplink:
 
     async def _keep_connected(self) -> None:
         failures = 0
-        while True:
+        while not self._stopping:
             await self._network.wait()
+            if self._stopping:
+                return
             self.attempts += 1
             self.attempt_times.append(asyncio.get_running_loop().time())
             headers = {}
@@ -190,7 +197,7 @@ class Uplink:
             conn = Connection(ws, self.version, self.handlers, self.trace, validate=self.validate,
                               response_timeout=self.response_timeout, name=f"{self.cs_id}->CSMS")
             self.connection = conn
-            runner = asyncio.ensure_future(conn.run())
+            runner = self._runner = asyncio.ensure_future(conn.run())
             self._online.set()
             first, self._first = self._first, False
             try:
@@ -230,7 +237,7 @@ class Uplink:
         await asyncio.wait_for(empty(), timeout)
 
     async def _deliver(self) -> None:
-        while True:
+        while not self._stopping:
             if not self.queue:
                 self._queue_changed.clear()
                 await self._queue_changed.wait()

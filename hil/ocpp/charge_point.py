@@ -193,7 +193,10 @@ class ChargePoint:
                 c.outlet.de_energize()
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            _, stuck = await asyncio.wait(self._tasks, timeout=5.0)
+            if stuck:
+                log.warning("%s: tasks did not stop: %s", self.id, [t.get_coro().__qualname__ for t in stuck])
         self._tasks = []
         await self.uplink.stop()
         for c in self.connectors.values():

@@ -28,7 +28,7 @@ from websockets.http11 import Request, Response
 
 from hil.ocpp.conformance import ConformanceFailure, matches, show
 from hil.ocpp.rpc import (
-    NO_REPLY, SUBPROTOCOLS, VERSION_OF_SUBPROTOCOL, CallError, Connection, Frame, Handler, NoReply, Trace,
+    NO_REPLY, SUBPROTOCOLS, VERSION_OF_SUBPROTOCOL, CallError, Connection, Frame, Handler, NoReply, Trace, bounded,
 )
 from hil.ocpp.schemas import Version
 
@@ -155,7 +155,7 @@ class Session:
         """Close the charge point's WebSocket from the CSMS side."""
         if self.connection is not None:
             await self.connection.close(1001, "closed by the test")
-            await self.connection.wait_closed()
+            await bounded(self.connection.wait_closed(), 10.0)
 
     # -- expectations ------------------------------------------------------------------------------------
     async def expect(self, action: str, match: Mapping[str, Any] | Callable[[dict[str, Any]], bool] | None = None,
@@ -345,7 +345,8 @@ class CSMS:
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
-            await self._server.wait_closed()
+            if not await bounded(self._server.wait_closed(), 15.0):
+                log.warning("CSMS %s: connections still open 15 s after close", self.url)
             self._server = None
 
     async def __aenter__(self) -> "CSMS":

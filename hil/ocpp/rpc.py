@@ -134,6 +134,19 @@ class WebSocketLike(Protocol):
     async def close(self, code: int = 1000, reason: str = "") -> None: ...
 
 
+async def bounded(awaitable: Awaitable[Any], seconds: float) -> bool:
+    """Wait at most ``seconds`` for ``awaitable`` without waiting for it to acknowledge a cancellation
+    (``asyncio.wait_for`` does, and hangs if the awaitable swallows it). True if it finished in time."""
+    task = asyncio.ensure_future(awaitable)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        task.cancel()
+        return False
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("bounded wait ended with %r", task.exception())
+    return True
+
+
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any] | NoReply]]
 """Answers a CALL's payload with a CALLRESULT payload, ``NO_REPLY``, or by raising ``CallError``."""
 
@@ -367,9 +380,10 @@ class Connection:
         """Send ``text`` as is (to test how the other side handles malformed frames)."""
         await self._send(text, 0, "", None, {})
 
-    async def close(self, code: int = 1000, reason: str = "") -> None:
-        """Close the WebSocket (the other side sees a clean close)."""
-        try:
-            await self.ws.close(code, reason)
-        except Exception:  # noqa: BLE001
-            pass
+    async def close(self, code: int = 1000, reason: str = "", timeout: float = 5.0) -> None:
+        """Close the WebSocket (the other side sees a clean close); after ``timeout`` s the transport is
+        aborted instead."""
+        if not await bounded(self.ws.close(code, reason), timeout):
+            abort = getattr(getattr(self.ws, "transport", None), "abort", None)
+            if abort is not None:
+                abort()

@@ -25,7 +25,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
-from hil.ocpp.rpc import SUBPROTOCOLS, CallError, CallTimeout, Connection, ConnectionClosed, Handler, Trace
+from hil.ocpp.rpc import SUBPROTOCOLS, CallError, CallTimeout, Connection, ConnectionClosed, Handler, Trace, bounded
 from hil.ocpp.schemas import Version
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,9 @@ class Uplink:
         self._network.set()  # wake a loop waiting for the network, so it sees the stop
         self._queue_changed.set()
         if tasks:
-            await asyncio.wait(tasks, timeout=5.0)
+            _, stuck = await asyncio.wait(tasks, timeout=5.0)
+            if stuck:
+                log.warning("%s: uplink tasks did not stop: %s", self.cs_id, [t.get_coro().__qualname__ for t in stuck])
         self._tasks, self._runner, self.connection = [], None, None
         self._online.clear()
 
@@ -148,7 +150,7 @@ class Uplink:
                 transport()
             else:
                 await conn.close()
-            await conn.wait_closed()
+            await bounded(conn.wait_closed(), 10.0)
 
     def restore(self) -> None:
         """The network is back: reconnecting resumes (after the back-off)."""
@@ -162,7 +164,7 @@ class Uplink:
         conn = self.connection
         if conn is not None:
             await conn.close(1000, "reboot")
-            await conn.wait_closed()
+            await bounded(conn.wait_closed(), 10.0)
 
     async def _keep_connected(self) -> None:
         failures = 0

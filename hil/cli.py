@@ -317,5 +317,134 @@ def recommend(
         json_path.write_text(json.dumps({"schema": 1, **result.to_dict()}, indent=2, default=float))
 
 
+@app.command()
+def precheck(
+    declare: Annotated[Path, typer.Option("--declare", help="declaration file: what the product claims")],
+    rig_path: Annotated[Path, typer.Option("--rig", help="rig file naming the device under test")] = DEFAULT_RIG,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="also write the report as JSON here")] = None,
+    reports: Annotated[Path, typer.Option(help="where runs write their output")] = Path("reports"),
+    pytest_args: Annotated[Optional[list[str]], typer.Option("--pytest-arg", help="extra argument for pytest (repeatable)")] = None,
+) -> None:
+    """Certification pre-check: run the OCTT cases the declaration makes applicable, report per profile.
+
+    Exit status 0 when no mandatory case failed, 1 otherwise, 2 for a bad rig or declaration file.
+    """
+    from hil.ocpp import precheck as pc
+    from hil.ocpp.catalogue import DeclarationError, load_declaration
+
+    _load(rig_path)
+    try:
+        declaration = load_declaration(declare)
+        pc.suite_folder(declaration)
+    except (DeclarationError, LookupError) as exc:
+        err.print(f"error: {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    run_dir = reports / time.strftime("%Y%m%d-%H%M%S")
+    report = pc.run(declaration, rig_path, run_dir, pytest_args)
+    out.print(report.render(), highlight=False)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(report.to_dict(), indent=2))
+        out.print(f"written: {json_path}")
+    raise typer.Exit(0 if report.ok else 1)
+
+
+def _print_frame(cs_id: str, frame: Any) -> None:
+    arrow = "->" if frame.direction == "sent" else "<-"
+    kind = {2: "CALL", 3: "RESULT", 4: "ERROR"}.get(frame.message_type, "BAD")
+    stamp = time.strftime("%H:%M:%S", time.localtime(frame.time)) + f".{int(frame.time * 1000) % 1000:03d}"
+    body = json.dumps(frame.payload, separators=(",", ":"))
+    out.print(f"{stamp} {cs_id} {arrow} {kind} {frame.action or '?'} {body}", highlight=False, soft_wrap=True)
+    out.file.flush()
+
+
+@app.command()
+def csms(
+    rig_path: Annotated[Path, typer.Option("--rig", help="rig file: dut.charge_point_id, password, csms_host/port")] = DEFAULT_RIG,
+    host: Annotated[Optional[str], typer.Option(help="listen address (default: the rig's dut.csms_host, 127.0.0.1)")] = None,
+    port: Annotated[Optional[int], typer.Option(help="listen port (default: the rig's dut.csms_port; 0 = free)")] = None,
+    any_id: Annotated[bool, typer.Option("--any", help="accept any charge point id, not only the rig's")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print exactly one JSON line with the URL, then the log")] = False,
+) -> None:
+    """Run evhil's CSMS standalone: print its URL, log every OCPP message, until Ctrl-C.
+
+    Point a real charger at it (OCPP 1.6J or 2.0.1, chosen by subprotocol) to watch what it sends.
+    """
+    import asyncio
+
+    from hil.ocpp.csms import CSMS
+
+    dut = _load(rig_path).dut
+    allowed = None if any_id else {dut.charge_point_id: dut.password}
+
+    async def serve() -> None:
+        server = CSMS(host or dut.csms_host, dut.csms_port if port is None else port, charge_points=allowed)
+        await server.start()
+        if as_json:
+            print(json.dumps({"url": server.url, "charge_points": sorted(allowed) if allowed else None}), flush=True)
+        else:
+            out.print(f"CSMS listening on {server.url} (charge points connect to {server.url}<id>); Ctrl-C stops")
+        watched: set[str] = set()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        while not stop.is_set():
+            for cs_id, session in server.sessions.items():
+                if cs_id not in watched:
+                    watched.add(cs_id)
+                    for frame in session.trace.frames:
+                        _print_frame(cs_id, frame)
+                    session.trace.listen(lambda f, i=cs_id: _print_frame(i, f))
+            try:
+                await asyncio.wait_for(stop.wait(), 0.2)
+            except asyncio.TimeoutError:
+                pass
+        await server.stop()
+
+    asyncio.run(serve())
+
+
+@app.command("charge-point")
+def charge_point(
+    csms_url: Annotated[str, typer.Option("--csms", help="CSMS base URL, e.g. ws://127.0.0.1:9000/ocpp/")],
+    cs_id: Annotated[str, typer.Option("--id", help="charge point id (appended to the URL)")] = "EVHIL-CP1",
+    rig_path: Annotated[Path, typer.Option("--rig", help="emulated rig whose ports are the connectors")] = DEFAULT_RIG,
+    connectors: Annotated[int, typer.Option(help="number of connectors (the rig's first ports)", min=1)] = 1,
+    password: Annotated[Optional[str], typer.Option(help="basic-auth password (security profile 1)")] = None,
+    ca: Annotated[Optional[Path], typer.Option(help="CA certificate to trust for wss:// (security profile 2)")] = None,
+) -> None:
+    """Run evhil's OCPP 1.6J charge point emulator against a CSMS, logging every message, until Ctrl-C.
+
+    Its connectors are ports of the rig's plant, so the port meters measure what its transactions report.
+    """
+    import asyncio
+
+    from hil.ocpp.charge_point import ChargePoint
+    from hil.ocpp.outlet import Outlet
+    from hil.ocpp.tls import client_context
+
+    spec = _load(rig_path)
+    if not spec.emulated or len(spec.ports) < connectors:
+        err.print(f"error: {rig_path}: needs an emulated rig with at least {connectors} port(s)")
+        raise typer.Exit(2)
+    with Rig(spec, rig_path) as rig:
+        assert rig.plant is not None
+        outlets = [Outlet(rig.plant, p.name) for p in spec.ports[:connectors]]
+
+        async def emulate_cp() -> None:
+            cp = ChargePoint(cs_id, csms_url, outlets, password=password, tls=client_context(ca) if ca else None)
+            cp.trace.listen(lambda f: _print_frame(cs_id, f))
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            out.print(f"charge point {cs_id} connecting to {csms_url.rstrip('/')}/{cs_id}; Ctrl-C stops")
+            async with cp:
+                await stop.wait()
+
+        asyncio.run(emulate_cp())
+
+
 if __name__ == "__main__":
     app()

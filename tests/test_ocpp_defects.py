@@ -10,13 +10,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
 from charge_point_defects import DEFECTS
 from hil.ocpp.catalogue import pytest_name
+from hil.ocpp.precheck import outcomes_from_junit
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTROLS = {"TC_003_CS", "TC_012_CS", "TC_019_CS"}
@@ -40,20 +40,7 @@ def run_cases(defect: str, cases: set[str], tmp_path: Path) -> dict[str, tuple[s
         raise AssertionError(f"{defect}: child pytest hung:\n{out[-3000:]}\n{err[-6000:]}") from None
     if not report.exists():
         raise AssertionError(f"child pytest wrote no report (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-    outcomes: dict[str, tuple[str, str]] = {}
-    for tc in ET.parse(report).iter("testcase"):
-        case = tc.get("name", "").split("[")[0][5:].upper()
-        failure = tc.find("failure")
-        error = tc.find("error")
-        if failure is not None:
-            outcomes[case] = ("failed", failure.get("message", ""))
-        elif error is not None:
-            outcomes[case] = ("error", error.get("message", ""))
-        elif tc.find("skipped") is not None:
-            outcomes[case] = ("skipped", "")
-        else:
-            outcomes[case] = ("passed", "")
-    return outcomes
+    return outcomes_from_junit(report)
 
 
 @pytest.mark.parametrize("defect", sorted(DEFECTS))

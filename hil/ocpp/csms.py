@@ -151,6 +151,14 @@ class Session:
             raise ConformanceFailure(f"cannot send {action}: charge point {self.id} is not connected")
         return await self.connection.call(action, payload, timeout=timeout)
 
+    async def call_expect(self, action: str, payload: Mapping[str, Any], *statuses: str,
+                          timeout: float | None = None) -> dict[str, Any]:
+        """``call`` and require the answer's ``status`` to be one of ``statuses``; returns the answer."""
+        answer = await self.call(action, payload, timeout)
+        if answer.get("status") not in statuses:
+            raise ConformanceFailure(f"{action} answered {answer.get('status')}, expected {' or '.join(statuses)}")
+        return answer
+
     async def drop(self) -> None:
         """Close the charge point's WebSocket from the CSMS side."""
         if self.connection is not None:

@@ -81,9 +81,7 @@ async def charging(cp: ChargerUnderTest, s: Settings = SETTINGS, token: str | No
         request = {"connectorId": s.connector, "idTag": token}
         if profile is not None:
             request["chargingProfile"] = profile
-        answer = await session.call("RemoteStartTransaction", request)
-        if answer["status"] != "Accepted":
-            raise ConformanceFailure(f"RemoteStartTransaction answered {answer['status']}, expected Accepted")
+        await session.call_expect("RemoteStartTransaction", request, "Accepted")
         if (authorize_remote or "").lower() == "true":
             await session.expect("Authorize", {"idTag": token}, timeout=s.message_timeout)
         start = await session.expect_frame("StartTransaction", {"connectorId": s.connector, "idTag": token},
@@ -139,8 +137,6 @@ async def id_tag_local_auth_list(cp: ChargerUnderTest, s: Settings = SETTINGS, s
 async def connector_unavailable(cp: ChargerUnderTest, s: Settings = SETTINGS, connector: int | None = None) -> None:
     """Reusable state SetConnectorUnavailable (``connector`` 0: SetChargePointUnavailable)."""
     target = s.connector if connector is None else connector
-    answer = await cp.session.call("ChangeAvailability", {"connectorId": target, "type": "Inoperative"})
-    if answer["status"] != "Accepted":
-        raise ConformanceFailure(f"ChangeAvailability Inoperative answered {answer['status']}, expected Accepted")
+    await cp.session.call_expect("ChangeAvailability", {"connectorId": target, "type": "Inoperative"}, "Accepted")
     match = {"status": "Unavailable"} if target == 0 else {"connectorId": target, "status": "Unavailable"}
     await cp.session.expect("StatusNotification", match, timeout=s.message_timeout)

@@ -185,9 +185,7 @@ async def _unplug_case(cp: ChargerUnderTest, stop_on_disconnect: bool, unlock: b
             "SuspendedEV", "SuspendedEVSE")}, timeout=T)
         await session.expect_none("StopTransaction", within=0.5)
     with step(3, "RemoteStopTransaction: StatusNotification Finishing (or Available), StopTransaction Remote"):
-        answer = await session.call("RemoteStopTransaction", {"transactionId": tx})
-        if answer["status"] != "Accepted":
-            raise ConformanceFailure(f"RemoteStopTransaction answered {answer['status']}")
+        await session.call_expect("RemoteStopTransaction", {"transactionId": tx}, "Accepted")
         await session.expect("StopTransaction", {"reason": "Remote", "transactionId": tx}, timeout=T)
         await session.expect("StatusNotification", {"connectorId": C, "status": lambda v: v in (
             "Finishing", "Available")}, timeout=T)
@@ -220,9 +218,7 @@ async def test_tc_007_cs(booted16: ChargerUnderTest) -> None:
         await session.expect("StatusNotification", {"connectorId": C, "status": "Preparing"}, timeout=T)
     with step(3, "RemoteStartTransaction with the cached idTag: Accepted"):
         authorizations = len(session.trace.calls("Authorize"))
-        answer = await session.call("RemoteStartTransaction", {"connectorId": C, "idTag": S.valid_id_tag})
-        if answer["status"] != "Accepted":
-            raise ConformanceFailure(f"RemoteStartTransaction answered {answer['status']}")
+        await session.call_expect("RemoteStartTransaction", {"connectorId": C, "idTag": S.valid_id_tag}, "Accepted")
     with step(5, "StartTransaction and Charging, authorised from the cache (no Authorize)"):
         await session.expect("StartTransaction", {"connectorId": C, "idTag": S.valid_id_tag}, timeout=T)
         await session.expect("StatusNotification", {"connectorId": C, "status": "Charging"}, timeout=T)
@@ -241,9 +237,7 @@ async def test_tc_061_cs(booted16: ChargerUnderTest) -> None:
         await session.expect("StatusNotification", {"connectorId": C, "status": "Available"},
                              timeout=S.connection_timeout + T)
     with step(5, "ClearCache: Accepted"):
-        answer = await session.call("ClearCache", {})
-        if answer["status"] != "Accepted":
-            raise ConformanceFailure(f"ClearCache answered {answer['status']}")
+        await session.call_expect("ClearCache", {}, "Accepted")
     with step(7, "present the same idTag: Authorize is sent (the cache is empty)"):
         session.consume_all()
         await cp.control.present_token(S.valid_id_tag, C)
@@ -264,9 +258,7 @@ async def test_tc_011_1_cs(booted16: ChargerUnderTest) -> None:
         if authorize_remote is None:
             raise ConformanceFailure("GetConfiguration does not know AuthorizeRemoteTxRequests")
     with step(3, "RemoteStartTransaction before the cable: Accepted"):
-        answer = await session.call("RemoteStartTransaction", {"connectorId": C, "idTag": S.valid_id_tag})
-        if answer["status"] != "Accepted":
-            raise ConformanceFailure(f"RemoteStartTransaction answered {answer['status']}")
+        await session.call_expect("RemoteStartTransaction", {"connectorId": C, "idTag": S.valid_id_tag}, "Accepted")
         if authorize_remote.lower() == "true":
             await session.expect("Authorize", {"idTag": S.valid_id_tag}, timeout=T)
     with step(7, "StatusNotification Preparing"):
@@ -283,9 +275,7 @@ async def test_tc_011_2_cs(booted16: ChargerUnderTest) -> None:
     await st.configure(session, ConnectionTimeOut=S.connection_timeout)
     authorize_remote = await st.get_configuration(session, "AuthorizeRemoteTxRequests")
     with step(3, "RemoteStartTransaction: Accepted, Preparing"):
-        answer = await session.call("RemoteStartTransaction", {"connectorId": C, "idTag": S.valid_id_tag})
-        if answer["status"] != "Accepted":
-            raise ConformanceFailure(f"RemoteStartTransaction answered {answer['status']}")
+        await session.call_expect("RemoteStartTransaction", {"connectorId": C, "idTag": S.valid_id_tag}, "Accepted")
         if (authorize_remote or "").lower() == "true":
             await session.expect("Authorize", {"idTag": S.valid_id_tag}, timeout=T)
         await session.expect("StatusNotification", {"connectorId": C, "status": "Preparing"}, timeout=T)
@@ -300,9 +290,7 @@ async def test_tc_012_cs(booted16: ChargerUnderTest) -> None:
     cp, session = booted16, booted16.session
     tx = await st.charging(cp)
     with step(1, "RemoteStopTransaction: Accepted"):
-        answer = await session.call("RemoteStopTransaction", {"transactionId": tx})
-        if answer["status"] != "Accepted":
-            raise ConformanceFailure(f"RemoteStopTransaction answered {answer['status']}")
+        await session.call_expect("RemoteStopTransaction", {"transactionId": tx}, "Accepted")
     with step(3, "StopTransaction reason Remote, StatusNotification Finishing"):
         await session.expect("StopTransaction", {"transactionId": tx, "reason": "Remote"}, timeout=T)
         await session.expect("StatusNotification", {"connectorId": C, "status": "Finishing"}, timeout=T)
@@ -313,16 +301,12 @@ async def _reset_without_transaction(cp: ChargerUnderTest, kind: str) -> None:
     session = cp.session
     await st.connector_unavailable(cp)
     with step(5, f"Reset {kind}: Accepted"):
-        answer = await session.call("Reset", {"type": kind})
-        if answer["status"] != "Accepted":
-            raise ConformanceFailure(f"Reset answered {answer['status']}")
+        await session.call_expect("Reset", {"type": kind}, "Accepted")
     with step(7, "BootNotification; the connector stays Unavailable, the others Available"):
         await session.expect("BootNotification", timeout=T)
         await _available_everywhere(cp, expect_unavailable=C)
     with step(11, "ChangeAvailability Operative: Accepted, StatusNotification Available"):
-        answer = await session.call("ChangeAvailability", {"connectorId": C, "type": "Operative"})
-        if answer["status"] != "Accepted":
-            raise ConformanceFailure(f"ChangeAvailability answered {answer['status']}")
+        await session.call_expect("ChangeAvailability", {"connectorId": C, "type": "Operative"}, "Accepted")
         await session.expect("StatusNotification", {"connectorId": C, "status": "Available"}, timeout=T)
 
 
@@ -340,9 +324,7 @@ async def _reset_with_transaction(cp: ChargerUnderTest, kind: str) -> None:
     session = cp.session
     tx = await st.charging(cp)
     with step(1, f"Reset {kind}: Accepted"):
-        answer = await session.call("Reset", {"type": kind})
-        if answer["status"] != "Accepted":
-            raise ConformanceFailure(f"Reset answered {answer['status']}")
+        await session.call_expect("Reset", {"type": kind}, "Accepted")
     with step(3, f"StopTransaction reason {kind}Reset, StatusNotification Finishing"):
         await session.expect("StopTransaction", {"transactionId": tx, "reason": f"{kind}Reset"}, timeout=T)
         await session.expect("StatusNotification", {"connectorId": C, "status": "Finishing"}, timeout=T)
@@ -366,9 +348,7 @@ async def test_tc_016_cs(booted16: ChargerUnderTest) -> None:
 @octt("TC_017_1_CS")
 async def test_tc_017_1_cs(booted16: ChargerUnderTest) -> None:
     with step(1, "UnlockConnector without a session: Unlocked"):
-        answer = await booted16.session.call("UnlockConnector", {"connectorId": C})
-        if answer["status"] != "Unlocked":
-            raise ConformanceFailure(f"UnlockConnector answered {answer['status']}, expected Unlocked")
+        await booted16.session.call_expect("UnlockConnector", {"connectorId": C}, "Unlocked")
 
 
 @octt("TC_018_1_CS")
@@ -376,9 +356,7 @@ async def test_tc_018_1_cs(booted16: ChargerUnderTest) -> None:
     cp, session = booted16, booted16.session
     tx = await st.charging(cp)
     with step(1, "UnlockConnector during the session: Unlocked"):
-        answer = await session.call("UnlockConnector", {"connectorId": C})
-        if answer["status"] != "Unlocked":
-            raise ConformanceFailure(f"UnlockConnector answered {answer['status']}, expected Unlocked")
+        await session.call_expect("UnlockConnector", {"connectorId": C}, "Unlocked")
     with step(3, "StopTransaction reason UnlockCommand, StatusNotification Finishing"):
         await session.expect("StopTransaction", {"transactionId": tx, "reason": "UnlockCommand"}, timeout=T)
         await session.expect("StatusNotification", {"connectorId": C, "status": "Finishing"}, timeout=T)
@@ -443,9 +421,7 @@ async def test_tc_021_cs(booted16: ChargerUnderTest) -> None:
     session = booted16.session
     value = str(S.meter_value_sample_interval + 7)
     with step(1, f"ChangeConfiguration MeterValueSampleInterval={value}: Accepted"):
-        answer = await session.call("ChangeConfiguration", {"key": "MeterValueSampleInterval", "value": value})
-        if answer["status"] != "Accepted":
-            raise ConformanceFailure(f"ChangeConfiguration answered {answer['status']}")
+        await session.call_expect("ChangeConfiguration", {"key": "MeterValueSampleInterval", "value": value}, "Accepted")
     with step(3, "GetConfiguration MeterValueSampleInterval shows the new value"):
         got = await st.get_configuration(session, "MeterValueSampleInterval")
         if got != value:
@@ -512,9 +488,7 @@ async def test_tc_024_cs(booted16: ChargerUnderTest) -> None:
     cp, session = booted16, booted16.session
     authorize_remote = await st.get_configuration(session, "AuthorizeRemoteTxRequests")
     with step(3, "RemoteStartTransaction: Accepted, Preparing"):
-        answer = await session.call("RemoteStartTransaction", {"connectorId": C, "idTag": S.valid_id_tag})
-        if answer["status"] != "Accepted":
-            raise ConformanceFailure(f"RemoteStartTransaction answered {answer['status']}")
+        await session.call_expect("RemoteStartTransaction", {"connectorId": C, "idTag": S.valid_id_tag}, "Accepted")
         if (authorize_remote or "").lower() == "true":
             await session.expect("Authorize", {"idTag": S.valid_id_tag}, timeout=T)
         await session.expect("StatusNotification", {"connectorId": C, "status": "Preparing"}, timeout=T)
@@ -531,9 +505,7 @@ async def test_tc_026_cs(booted16: ChargerUnderTest) -> None:
     await st.configure(session, LocalPreAuthorize=False)
     await st.charging(cp)
     with step(1, "RemoteStartTransaction on the busy connector: Rejected"):
-        answer = await session.call("RemoteStartTransaction", {"connectorId": C, "idTag": S.valid_id_tag})
-        if answer["status"] != "Rejected":
-            raise ConformanceFailure(f"RemoteStartTransaction answered {answer['status']}, expected Rejected")
+        await session.call_expect("RemoteStartTransaction", {"connectorId": C, "idTag": S.valid_id_tag}, "Rejected")
 
 
 @octt("TC_027_CS")
@@ -551,9 +523,7 @@ async def test_tc_027_cs(booted16: ChargerUnderTest) -> None:
 async def test_tc_028_cs(booted16: ChargerUnderTest) -> None:
     tx = await st.charging(booted16)
     with step(1, "RemoteStopTransaction with an unknown transactionId: Rejected"):
-        answer = await booted16.session.call("RemoteStopTransaction", {"transactionId": tx + 1000})
-        if answer["status"] != "Rejected":
-            raise ConformanceFailure(f"RemoteStopTransaction answered {answer['status']}, expected Rejected")
+        await booted16.session.call_expect("RemoteStopTransaction", {"transactionId": tx + 1000}, "Rejected")
 
 
 @octt("TC_030_CS")
@@ -562,26 +532,20 @@ async def test_tc_030_cs(booted16: ChargerUnderTest) -> None:
     with step("before", "the connector lock is broken"):
         await cp.control.raise_fault(C, "ConnectorLockFailure")
     with step(1, "UnlockConnector: UnlockFailed"):
-        answer = await cp.session.call("UnlockConnector", {"connectorId": C})
-        if answer["status"] != "UnlockFailed":
-            raise ConformanceFailure(f"UnlockConnector answered {answer['status']}, expected UnlockFailed")
+        await cp.session.call_expect("UnlockConnector", {"connectorId": C}, "UnlockFailed")
 
 
 @octt("TC_031_CS")
 async def test_tc_031_cs(booted16: ChargerUnderTest) -> None:
     with step(1, "UnlockConnector of an unknown connector: NotSupported"):
-        answer = await booted16.session.call("UnlockConnector", {"connectorId": booted16.connectors + 1})
-        if answer["status"] != "NotSupported":
-            raise ConformanceFailure(f"UnlockConnector answered {answer['status']}, expected NotSupported")
+        await booted16.session.call_expect("UnlockConnector", {"connectorId": booted16.connectors + 1}, "NotSupported")
 
 
 # -- 2.15-2.16 configuration keys, fault behaviour ---------------------------------------------------------------------------
 @octt("TC_040_1_CS")
 async def test_tc_040_1_cs(booted16: ChargerUnderTest) -> None:
     with step(1, "ChangeConfiguration of an unknown key: NotSupported"):
-        answer = await booted16.session.call("ChangeConfiguration", {"key": "Testing", "value": "true"})
-        if answer["status"] != "NotSupported":
-            raise ConformanceFailure(f"ChangeConfiguration answered {answer['status']}, expected NotSupported")
+        await booted16.session.call_expect("ChangeConfiguration", {"key": "Testing", "value": "true"}, "NotSupported")
 
 
 @octt("TC_040_2_CS")

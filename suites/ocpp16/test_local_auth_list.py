@@ -109,9 +109,7 @@ async def test_tc_008_cs(booted16: ChargerUnderTest) -> None:
         await session.expect("StatusNotification", {"connectorId": C, "status": "Preparing"}, timeout=T)
     with step(7, "RemoteStartTransaction: Accepted; StartTransaction without Authorize; Charging"):
         authorizations = len(session.trace.calls("Authorize"))
-        answer = await session.call("RemoteStartTransaction", {"connectorId": C, "idTag": S.valid_id_tag})
-        if answer["status"] != "Accepted":
-            raise ConformanceFailure(f"RemoteStartTransaction answered {answer['status']}")
+        await session.call_expect("RemoteStartTransaction", {"connectorId": C, "idTag": S.valid_id_tag}, "Accepted")
         await session.expect("StartTransaction", {"connectorId": C, "idTag": S.valid_id_tag}, timeout=T)
         await session.expect("StatusNotification", {"connectorId": C, "status": "Charging"}, timeout=T)
         if len(session.trace.calls("Authorize")) > authorizations:

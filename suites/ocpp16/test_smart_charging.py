@@ -216,9 +216,7 @@ async def test_tc_067_cs(booted16: ChargerUnderTest) -> None:
                                         start=start, valid_for=401))
 
     async def clear(request: dict) -> None:
-        answer = await booted16.session.call("ClearChargingProfile", request)
-        if answer["status"] != "Accepted":
-            raise ConformanceFailure(f"ClearChargingProfile {request} answered {answer['status']}, expected Accepted")
+        await booted16.session.call_expect("ClearChargingProfile", request, "Accepted")
 
     with step(1, "ClearChargingProfile by id of the first profile: Accepted; composite from the second"):
         await clear({"id": 21})

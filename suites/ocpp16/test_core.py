@@ -271,7 +271,7 @@ async def test_tc_011_1_cs(booted16: ChargerUnderTest) -> None:
 
 @octt("TC_011_2_CS")
 async def test_tc_011_2_cs(booted16: ChargerUnderTest) -> None:
-    cp, session = booted16, booted16.session
+    session = booted16.session
     await st.configure(session, ConnectionTimeOut=S.connection_timeout)
     authorize_remote = await st.get_configuration(session, "AuthorizeRemoteTxRequests")
     with step(3, "RemoteStartTransaction: Accepted, Preparing"):

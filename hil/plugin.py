@@ -2,7 +2,7 @@
 
 Options: ``--rig PATH`` (default: the shipped emulated rig). Fixtures: ``rig``, ``clock``, ``plant``,
 ``power_source`` / ``power_sources``, ``meter`` / ``meters``, ``ev`` / ``evs``; for the OCPP suites
-``csms``, ``cp16`` and ``booted16`` (``hil.ocpp.fixtures``). Every power source is put
+``csms``, ``cp16``, ``booted16`` and ``scripted16`` (``hil.ocpp.fixtures``). Every power source is put
 in its verified safe state after each test that used one, at the end of the session, on SIGTERM (turned
 into KeyboardInterrupt so teardown runs) and at interpreter exit.
 """
@@ -22,7 +22,7 @@ from hil.instruments.energy_meter import EnergyMeter
 from hil.instruments.errors import InstrumentError
 from hil.instruments.ev_simulator import EVSimulator
 from hil.instruments.power_source import PowerSource
-from hil.ocpp.fixtures import booted16, cp16, csms  # noqa: F401 - fixtures of the OCPP suites
+from hil.ocpp.fixtures import booted16, cp16, csms, scripted16  # noqa: F401 - fixtures of the OCPP suites
 from hil.plant import Plant
 from hil.rig.loader import DEFAULT_RIG, RigFileError, load_rig
 from hil.rig.model import RigSpec

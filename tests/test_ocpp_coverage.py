@@ -21,3 +21,10 @@ def test_ocpp16_charge_point_profiles_are_covered() -> None:
     assert not cases - done - set(listed), f"neither automated nor listed: {sorted(cases - done - set(listed))}"
     assert not done - cases, f"tests of cases outside the covered profiles: {sorted(done - cases)}"
     assert len(done) >= 60
+
+
+def test_ocpp16_central_system_profiles_are_covered() -> None:
+    cases = {c.id for c in catalogue.load("1.6").values() if c.sut == "CSMS" and c.profile in ("Core", "Smart Charging")}
+    done = automated(SUITES / "ocpp16_csms")
+    listed = not_automated(SUITES / "ocpp16_csms")
+    assert not done & set(listed) and not cases - done - set(listed) and not done - cases

@@ -1,6 +1,8 @@
 """pytest fixtures for the OCPP suites (registered by ``hil.plugin``).
 
-``csms`` is evhil's central system on the rig's ``dut.csms_host``/``csms_port``. ``cp16`` is the charge
+``csms`` is evhil's central system on the rig's ``dut.csms_host``/``csms_port``. ``scripted16`` is evhil's scripted charge point connected to the CSMS
+under test (``dut.csms_url`` when ``dut.kind`` is ``csms``; otherwise evhil's own CSMS as the reference
+device under test). ``cp16`` is the charge
 point under test, not yet booted: on an emulated rig it is evhil's reference emulator on the plant's
 ports; on a bench it is the charger named in the rig file, which connects by itself. ``booted16`` is the
 OCTT reusable state "Booted": BootNotification accepted and every connector reported Available.
@@ -25,6 +27,7 @@ from hil.ocpp.charge_point import ChargePoint
 from hil.ocpp.conformance import ConformanceFailure
 from hil.ocpp.csms import CSMS, Session
 from hil.ocpp.outlet import Outlet
+from hil.ocpp.scripted import ScriptedChargePoint
 from hil.rig.rig import Rig
 
 
@@ -141,3 +144,31 @@ async def booted16(cp16: ChargerUnderTest) -> ChargerUnderTest:
     except ConformanceFailure as exc:
         pytest.fail(f"reusable state Booted not reached: {exc}", pytrace=False)
     return cp16
+
+
+@pytest.fixture
+async def scripted16(rig: Rig) -> AsyncIterator[ScriptedChargePoint]:
+    """evhil's scripted OCPP 1.6 charge point, connected to the CSMS under test."""
+    dut = rig.spec.dut
+    if dut.kind not in ("csms", "reference"):
+        pytest.skip(f"rig {rig.spec.name!r}: the device under test is a {dut.kind}, not a CSMS")
+    if dut.ocpp_version not in (None, "1.6"):
+        pytest.skip(f"rig {rig.spec.name!r}: the CSMS under test speaks OCPP {dut.ocpp_version}")
+    reference = None
+    url = dut.csms_url
+    if dut.kind != "csms" or url is None:
+        reference = await CSMS(versions=("1.6",), charge_points={dut.charge_point_id: dut.password}).start()
+        url = reference.url
+    cp = ScriptedChargePoint(dut.charge_point_id, url, "1.6", password=dut.password)
+    try:
+        try:
+            await cp.connect()
+        except (OSError, ConnectionError) as exc:
+            pytest.fail(f"CSMS under test at {url}: cannot connect as {dut.charge_point_id}: {exc}", pytrace=False)
+        yield cp
+    finally:
+        await cp.close()
+        if reference is not None:
+            await reference.stop()
+        allure.attach(cp.trace.jsonl(), name=f"OCPP trace {cp.id}", attachment_type=allure.attachment_type.JSON,
+                      extension="jsonl")

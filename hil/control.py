@@ -133,3 +133,78 @@ class PromptControl:
 
     async def clear_fault(self, connector: int = 1) -> None:
         await self._ask(f"Clear the fault on connector {connector}")
+
+
+CSMS_ACTIONS = ("remote_start", "remote_stop", "reset", "unlock", "get_configuration", "change_configuration",
+                "clear_cache", "set_charging_profile", "clear_charging_profile", "get_composite_schedule")
+
+
+class Operator(Protocol):
+    """What a suite asks the operator of a CSMS under test to do to one charge point. Each action only
+    starts the CSMS's request; the suite checks the request the charge point receives. ``profile`` is an
+    OCPP-J charging profile (camelCase), ``duration`` in s."""
+
+    async def remote_start(self, connector: int, token: str) -> None: ...
+
+    async def remote_stop(self, transaction: int) -> None: ...
+
+    async def reset(self, kind: str) -> None: ...
+
+    async def unlock(self, connector: int) -> None: ...
+
+    async def get_configuration(self, key: str | None = None) -> None: ...
+
+    async def change_configuration(self, key: str, value: str) -> None: ...
+
+    async def clear_cache(self) -> None: ...
+
+    async def set_charging_profile(self, connector: int, profile: dict) -> None: ...
+
+    async def clear_charging_profile(self, profile_id: int) -> None: ...
+
+    async def get_composite_schedule(self, connector: int, duration: int) -> None: ...
+
+
+class CommandOperator:
+    """Runs ``commands[action]`` for each operator action (typically a call to the CSMS's API), with
+    ``{charge_point}``, ``{connector}``, ``{token}``, ``{transaction}``, ``{kind}``, ``{key}``,
+    ``{value}``, ``{profile}`` (JSON), ``{profile_id}`` and ``{duration}`` filled in."""
+
+    def __init__(self, charge_point: str, commands: dict[str, str], timeout: float = 60.0) -> None:
+        self._run = CommandControl(commands, timeout)._run
+        self.charge_point = charge_point
+
+    async def _do(self, action: str, **values: object) -> None:
+        await self._run(action, charge_point=self.charge_point, **values)
+
+    async def remote_start(self, connector: int, token: str) -> None:
+        await self._do("remote_start", connector=connector, token=token)
+
+    async def remote_stop(self, transaction: int) -> None:
+        await self._do("remote_stop", transaction=transaction)
+
+    async def reset(self, kind: str) -> None:
+        await self._do("reset", kind=kind)
+
+    async def unlock(self, connector: int) -> None:
+        await self._do("unlock", connector=connector)
+
+    async def get_configuration(self, key: str | None = None) -> None:
+        await self._do("get_configuration", key=key or "")
+
+    async def change_configuration(self, key: str, value: str) -> None:
+        await self._do("change_configuration", key=key, value=value)
+
+    async def clear_cache(self) -> None:
+        await self._do("clear_cache")
+
+    async def set_charging_profile(self, connector: int, profile: dict) -> None:
+        import json
+
+        await self._do("set_charging_profile", connector=connector, profile=json.dumps(profile))
+
+    async def clear_charging_profile(self, profile_id: int) -> None:
+        await self._do("clear_charging_profile", profile_id=profile_id)
+
+    async def get_composite_schedule(self, connector: int, duration: int) -> None:
+        await self._do("get_composite_schedule", connector=connector, duration=duration)

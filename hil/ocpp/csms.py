@@ -12,6 +12,7 @@ Times: seconds. Payloads: OCPP-J camelCase dicts.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import itertools
 import logging
@@ -70,6 +71,51 @@ class Session(Peer):
 
     def next_transaction_id(self) -> int:
         return next(self._transaction_ids)
+
+
+class HarnessOperator:
+    """The operator console of evhil's CSMS when it is the reference CSMS under test (``hil.control.Operator``):
+    each action sends the 1.6 request to the charge point in the background; the answer lands in the
+    trace."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    def _send(self, action: str, payload: dict[str, Any]) -> None:
+        task = asyncio.ensure_future(self.session.call(action, payload))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def remote_start(self, connector: int, token: str) -> None:
+        self._send("RemoteStartTransaction", {"connectorId": connector, "idTag": token})
+
+    async def remote_stop(self, transaction: int) -> None:
+        self._send("RemoteStopTransaction", {"transactionId": transaction})
+
+    async def reset(self, kind: str) -> None:
+        self._send("Reset", {"type": kind})
+
+    async def unlock(self, connector: int) -> None:
+        self._send("UnlockConnector", {"connectorId": connector})
+
+    async def get_configuration(self, key: str | None = None) -> None:
+        self._send("GetConfiguration", {"key": [key]} if key else {})
+
+    async def change_configuration(self, key: str, value: str) -> None:
+        self._send("ChangeConfiguration", {"key": key, "value": value})
+
+    async def clear_cache(self) -> None:
+        self._send("ClearCache", {})
+
+    async def set_charging_profile(self, connector: int, profile: dict[str, Any]) -> None:
+        self._send("SetChargingProfile", {"connectorId": connector, "csChargingProfiles": profile})
+
+    async def clear_charging_profile(self, profile_id: int) -> None:
+        self._send("ClearChargingProfile", {"id": profile_id})
+
+    async def get_composite_schedule(self, connector: int, duration: int) -> None:
+        self._send("GetCompositeSchedule", {"connectorId": connector, "duration": duration})
 
 
 # -- default answers of the CSMS, per version ------------------------------------------------------------

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 import allure
 import pytest
 
-from hil.control import CommandControl, Control, PromptControl
+from hil.control import CommandControl, CommandOperator, Control, PromptControl
 from hil.instruments.energy_meter import EnergyMeter
 from hil.ocpp.charge_point import ChargePoint
 from hil.ocpp.conformance import ConformanceFailure
-from hil.ocpp.csms import CSMS, Session
+from hil.ocpp.csms import CSMS, HarnessOperator, Session
 from hil.ocpp.outlet import Outlet
 from hil.ocpp.scripted import ScriptedChargePoint
 from hil.rig.rig import Rig
@@ -160,6 +160,10 @@ async def scripted16(rig: Rig) -> AsyncIterator[ScriptedChargePoint]:
         reference = await CSMS(versions=("1.6",), charge_points={dut.charge_point_id: dut.password}).start()
         url = reference.url
     cp = ScriptedChargePoint(dut.charge_point_id, url, "1.6", password=dut.password)
+    if reference is not None:
+        cp.operator = HarnessOperator(reference.session(dut.charge_point_id))
+    elif dut.control.adapter == "command":
+        cp.operator = CommandOperator(dut.charge_point_id, dict(dut.control.commands), dut.control.timeout_s)
     try:
         try:
             await cp.connect()

@@ -15,6 +15,7 @@ from typing import Any
 
 from websockets.asyncio.client import connect
 
+from hil.control import Operator
 from hil.ocpp.peer import Peer
 from hil.ocpp.rpc import SUBPROTOCOLS, Connection
 from hil.ocpp.schemas import Version
@@ -52,6 +53,8 @@ class ScriptedChargePoint(Peer):
         self.validate = validate
         self.response_timeout = response_timeout
         self._runner: asyncio.Task[None] | None = None
+        self.operator: Operator | None = None
+        """How a suite gets the CSMS under test to start an action (its operator seam), if it has one."""
 
     async def connect(self, timeout: float = 10.0) -> None:
         """Open the WebSocket (subprotocol of the version, basic auth when a password is set)."""

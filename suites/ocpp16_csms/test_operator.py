@@ -192,3 +192,107 @@ async def test_tc_057_csms(scripted16: ScriptedChargePoint) -> None:
             "chargingProfilePurpose": "TxProfile", "transactionId": tx,
             "chargingSchedule": {"chargingSchedulePeriod": lambda ps: _is_6(ps[0]["limit"])},
         }}, timeout=T)
+
+
+async def _still_answers(cp: ScriptedChargePoint) -> None:
+    """After a rejection the CSMS keeps the connection and answers the next request."""
+    beat = await cp.call("Heartbeat", {})
+    if "currentTime" not in beat:
+        raise ConformanceFailure(f"Heartbeat after the rejection answered {beat}")
+
+
+async def _rejected(cp: ScriptedChargePoint, action: str, answer: dict, start_it, match: dict | None = None) -> None:  # type: ignore[no-untyped-def]
+    cp.answer(action, answer)
+    await start_it(_operator(cp))
+    await cp.expect(action, match, timeout=T)
+    await _still_answers(cp)
+
+
+@octt("TC_007_CSMS")
+async def test_tc_007_csms(scripted16: ScriptedChargePoint) -> None:
+    await booted(scripted16)
+    with step(1, "Preparing; StartTransaction with an idTag from the charge point's cache (no Authorize): Accepted"):
+        await status(scripted16, C, "Preparing")
+        await start(scripted16, VALID_TOKEN)
+    with step(5, "StatusNotification Charging"):
+        await status(scripted16, C, "Charging")
+
+
+@octt("TC_024_CSMS")
+async def test_tc_024_csms(scripted16: ScriptedChargePoint) -> None:
+    await booted(scripted16)
+    with step(1, "Preparing, then Faulted with errorCode ConnectorLockFailure: both acknowledged"):
+        await status(scripted16, C, "Preparing")
+        await status(scripted16, C, "Faulted", error="ConnectorLockFailure")
+        await _still_answers(scripted16)
+
+
+@octt("TC_026_CSMS")
+async def test_tc_026_csms(scripted16: ScriptedChargePoint) -> None:
+    await booted(scripted16)
+    with step(1, "RemoteStartTransaction answered Rejected: the CSMS carries on"):
+        await _rejected(scripted16, "RemoteStartTransaction", {"status": "Rejected"},
+                        lambda op: op.remote_start(C, VALID_TOKEN))
+
+
+@octt("TC_028_CSMS")
+async def test_tc_028_csms(scripted16: ScriptedChargePoint) -> None:
+    await booted(scripted16)
+    with step(1, "RemoteStopTransaction of an unknown transaction answered Rejected: the CSMS carries on"):
+        await _rejected(scripted16, "RemoteStopTransaction", {"status": "Rejected"}, lambda op: op.remote_stop(987654))
+
+
+@octt("TC_030_CSMS")
+async def test_tc_030_csms(scripted16: ScriptedChargePoint) -> None:
+    await booted(scripted16)
+    with step(1, "UnlockConnector answered UnlockFailed: the CSMS carries on"):
+        await _rejected(scripted16, "UnlockConnector", {"status": "UnlockFailed"}, lambda op: op.unlock(C),
+                        {"connectorId": C})
+
+
+@octt("TC_031_CSMS")
+async def test_tc_031_csms(scripted16: ScriptedChargePoint) -> None:
+    await booted(scripted16)
+    with step(1, "UnlockConnector of an unknown connector answered NotSupported: the CSMS carries on"):
+        await _rejected(scripted16, "UnlockConnector", {"status": "NotSupported"}, lambda op: op.unlock(C + 1))
+
+
+@octt("TC_040_1_CSMS")
+async def test_tc_040_1_csms(scripted16: ScriptedChargePoint) -> None:
+    await booted(scripted16)
+    with step(1, "ChangeConfiguration of a key the charge point does not know answered NotSupported"):
+        await _rejected(scripted16, "ChangeConfiguration", {"status": "NotSupported"},
+                        lambda op: op.change_configuration("Testing", "true"), {"key": "Testing"})
+
+
+@octt("TC_040_2_CSMS")
+async def test_tc_040_2_csms(scripted16: ScriptedChargePoint) -> None:
+    await booted(scripted16)
+    with step(1, "ChangeConfiguration MeterValueSampleInterval = -1 answered Rejected"):
+        await _rejected(scripted16, "ChangeConfiguration", {"status": "Rejected"},
+                        lambda op: op.change_configuration("MeterValueSampleInterval", "-1"),
+                        {"key": "MeterValueSampleInterval", "value": "-1"})
+
+
+@octt("TC_066_CSMS")
+async def test_tc_066_csms(scripted16: ScriptedChargePoint) -> None:
+    await charging(scripted16)
+    with step(1, "GetCompositeSchedule for the connector, answered Accepted with a schedule"):
+        scripted16.answer("GetCompositeSchedule", lambda p: {
+            "status": "Accepted", "connectorId": p["connectorId"], "scheduleStart": datetime.now(timezone.utc).isoformat(
+                timespec="seconds").replace("+00:00", "Z"),
+            "chargingSchedule": {"duration": p["duration"], "chargingRateUnit": "A",
+                                 "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 16.0}]}})
+        await _operator(scripted16).get_composite_schedule(C, 400)
+        await scripted16.expect("GetCompositeSchedule", {"connectorId": C, "duration": 400}, timeout=T)
+        await _still_answers(scripted16)
+
+
+@octt("TC_067_CSMS")
+async def test_tc_067_csms(scripted16: ScriptedChargePoint) -> None:
+    await booted(scripted16)
+    with step(1, "a profile set, then ClearChargingProfile of it by id, answered Accepted"):
+        await _operator(scripted16).set_charging_profile(C, _schedule_6a("TxDefaultProfile"))
+        await scripted16.expect("SetChargingProfile", timeout=T)
+        await _operator(scripted16).clear_charging_profile(61)
+        await scripted16.expect("ClearChargingProfile", {"id": 61}, timeout=T)

@@ -1,5 +1,5 @@
 """The control seam of a device under test: plug in, unplug, present token, cut or restore its network,
-raise or clear a fault.
+raise or clear a fault, switch its supply off and on.
 
 A suite drives the device only through ``Control``, so the same test runs against evhil's emulator in CI
 and a real charger on a bench. The rig file picks the adapter (``dut.control.adapter``):
@@ -20,7 +20,8 @@ import shlex
 import sys
 from typing import Protocol
 
-ACTIONS = ("plug_in", "unplug", "present_token", "cut_network", "restore_network", "raise_fault", "clear_fault")
+ACTIONS = ("plug_in", "unplug", "present_token", "cut_network", "restore_network", "raise_fault", "clear_fault",
+           "power_off", "power_on")
 
 
 class ControlError(RuntimeError):
@@ -43,6 +44,12 @@ class Control(Protocol):
     async def raise_fault(self, connector: int = 1, error_code: str = "GroundFailure") -> None: ...
 
     async def clear_fault(self, connector: int = 1) -> None: ...
+
+    async def power_off(self) -> None:
+        """Switch the charger's supply off (a switched PDU on a bench)."""
+        ...
+
+    async def power_on(self) -> None: ...
 
 
 class CommandControl:
@@ -95,6 +102,12 @@ class CommandControl:
     async def clear_fault(self, connector: int = 1) -> None:
         await self._run("clear_fault", connector=connector)
 
+    async def power_off(self) -> None:
+        await self._run("power_off")
+
+    async def power_on(self) -> None:
+        await self._run("power_on")
+
 
 class PromptControl:
     """Asks the person at the bench to carry out each action and waits for Enter."""
@@ -133,6 +146,12 @@ class PromptControl:
 
     async def clear_fault(self, connector: int = 1) -> None:
         await self._ask(f"Clear the fault on connector {connector}")
+
+    async def power_off(self) -> None:
+        await self._ask("Switch the charger's supply off")
+
+    async def power_on(self) -> None:
+        await self._ask("Switch the charger's supply on again")
 
 
 CSMS_ACTIONS = ("remote_start", "remote_stop", "reset", "unlock", "get_configuration", "change_configuration",

@@ -130,6 +130,23 @@ class SuspendsInsteadOfStopping(ChargePoint):
         await self._set_status(c, "SuspendedEVSE")
 
 
+class NoBackupPower(ChargePoint):
+    """Goes down with the supply without stopping its transactions (resumes them after the reboot)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.backup_power = False
+
+
+class ForgetsAvailabilityOnPowerLoss(ChargePoint):
+    """Keeps its settings in volatile memory: after a power cut every connector is Operative again."""
+
+    async def power_on(self) -> None:
+        for c in self.connectors.values():
+            c.operative = True
+        await super().power_on()
+
+
 DEFECTS: dict[str, set[str]] = {
     "NoStationStatus": {"TC_001_CS", "TC_002_CS"},
     "IgnoresHeartbeatInterval": {"TC_001_CS", "TC_002_CS"},
@@ -144,5 +161,7 @@ DEFECTS: dict[str, set[str]] = {
     "CompositeIgnoresStationMax": {"TC_066_CS", "TC_067_CS"},
     "ForgetsUnavailableOnReboot": {"TC_013_CS", "TC_014_CS"},
     "SuspendsInsteadOfStopping": {"TC_037_3_CS"},
+    "NoBackupPower": {"TC_032_1_CS"},
+    "ForgetsAvailabilityOnPowerLoss": {"TC_034_CS"},
 }
 """Defect class -> the OCTT cases that must fail against it."""

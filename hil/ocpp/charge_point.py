@@ -136,6 +136,8 @@ class ChargePoint:
                  firmware: str = "0.1.0", fixed_cable: bool = False, validate: bool = True) -> None:
         self.id = cs_id
         self.fixed_cable = fixed_cable
+        self.backup_power = True
+        """Stops its transactions (reason PowerLoss) before going down when the supply fails."""
         """A cable fixed to the charger cannot be unlocked (UnlockConnector answers NotSupported)."""
         self.config = default_configuration(len(outlets))
         for k, v in (configure or {}).items():
@@ -230,6 +232,39 @@ class ChargePoint:
 
     async def restore_network(self) -> None:
         self.uplink.restore()
+
+    async def power_off(self) -> None:
+        """Lose the supply. With ``backup_power`` (the default) the charge point first stops its
+        transactions with reason PowerLoss, as chargers configured to do so before going down; either way
+        the connection drops and the outlets go dead. Configuration, availability, the local list, the
+        cache and the message queue survive (persistent storage)."""
+        if self.backup_power:
+            for c in self.connectors.values():
+                if c.transaction is not None:
+                    await self._stop_transaction(c, "PowerLoss")
+            try:
+                await self.uplink.drain(timeout=3.0)
+            except asyncio.TimeoutError:
+                pass
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.wait(self._tasks, timeout=5.0) if self._tasks else None
+        self._tasks = []
+        for c in self.connectors.values():
+            if c.outlet is not None:
+                c.outlet.de_energize()
+        await self.uplink.stop()
+
+    async def power_on(self) -> None:
+        """The supply is back: boot again (BootNotification, then every connector's status)."""
+        for c in self.connectors.values():
+            c.authorized = None
+            c.status = "Charging" if c.transaction is not None else self._idle_status(c)
+            c.reported = None
+        self.boot_status = None
+        self.uplink.boot_accepted.clear()
+        self.uplink._first = True
+        await self.start()
 
     async def raise_fault(self, connector: int = 1, error_code: str = "GroundFailure") -> None:
         c = self._connector(connector)

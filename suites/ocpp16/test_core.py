@@ -579,3 +579,57 @@ async def test_tc_062_cs(booted16: ChargerUnderTest) -> None:
         answer = await booted16.session.call("DataTransfer", {"vendorId": "org.evhil.unknown", "messageId": "Probe"})
         if answer["status"] not in ("Rejected", "UnknownMessageId", "UnknownVendorId"):
             raise ConformanceFailure(f"DataTransfer answered {answer['status']}")
+
+
+# -- 2.13 power failure ---------------------------------------------------------------------------------------
+async def _power_cycle(cp: ChargerUnderTest) -> None:
+    await cp.control.power_off()
+    await cp.control.power_on()
+
+
+@octt("TC_032_1_CS")
+async def test_tc_032_1_cs(booted16: ChargerUnderTest) -> None:
+    cp, session = booted16, booted16.session
+    tx = await st.charging(cp)
+    with step(1, "supply off: StopTransaction reason PowerLoss, StatusNotification Finishing, before going down"):
+        await cp.control.power_off()
+        await session.expect("StopTransaction", {"transactionId": tx, "reason": "PowerLoss"}, timeout=T)
+        await session.expect("StatusNotification", {"connectorId": C, "status": "Finishing"}, timeout=T)
+    with step(5, "supply on: BootNotification; the connector Finishing or Preparing, connector 0 Available"):
+        session.consume_all()
+        await cp.control.power_on()
+        await session.expect("BootNotification", timeout=T)
+        await session.expect("StatusNotification", {"connectorId": 0, "status": "Available"}, timeout=T)
+        await session.expect("StatusNotification", {"connectorId": C, "status": lambda v: v in (
+            "Finishing", "Preparing")}, timeout=T)
+
+
+@octt("TC_032_2_CS")
+async def test_tc_032_2_cs(booted16: ChargerUnderTest) -> None:
+    cp, session = booted16, booted16.session
+    tx = await st.charging(cp)
+    with step(1, "supply off and on: BootNotification accepted"):
+        await _power_cycle(cp)
+        await session.expect("BootNotification", timeout=T)
+    with step(3, "StatusNotification for the connector: Preparing, Finishing or Charging"):
+        status = await session.expect("StatusNotification", {"connectorId": C, "status": lambda v: v in (
+            "Preparing", "Finishing", "Charging", "Available", "Unavailable")}, timeout=T)
+    with step(5, "the transaction ends: resumed and stopped locally (Local), or stopped for the power loss"):
+        if status["status"] == "Charging":
+            await cp.control.present_token(S.valid_id_tag, C)
+        stop = await session.expect("StopTransaction", {"transactionId": tx}, timeout=T)
+        if stop.get("reason", "Local") not in ("Local", "PowerLoss"):
+            raise ConformanceFailure(f"StopTransaction reason {stop.get('reason')}, expected Local or PowerLoss")
+
+
+@octt("TC_034_CS")
+async def test_tc_034_cs(booted16: ChargerUnderTest) -> None:
+    cp, session = booted16, booted16.session
+    with step(1, "ChangeAvailability connectorId 0 Inoperative: Accepted, every connector Unavailable"):
+        await session.call_expect("ChangeAvailability", {"connectorId": 0, "type": "Inoperative"}, "Accepted")
+        await session.expect("StatusNotification", {"connectorId": C, "status": "Unavailable"}, timeout=T)
+    with step(5, "supply off and on: BootNotification; the connectors still Unavailable"):
+        session.consume_all()
+        await _power_cycle(cp)
+        await session.expect("BootNotification", timeout=T)
+        await session.expect("StatusNotification", {"connectorId": C, "status": "Unavailable"}, timeout=T)

@@ -159,8 +159,6 @@ class ChargePoint:
         self.uplink = Uplink(csms_url, cs_id, VERSION, self._handlers(), self._on_connected, password=password,
                              tls=tls, backoff=backoff or BackOff(), validate=validate)
         self._tasks: list[asyncio.Task[None]] = []
-        self._next_local_tx = -1
-        self._loop_time = 0.0
 
     # -- configuration helpers ------------------------------------------------------------------------
     def cfg_int(self, key: str) -> int:

@@ -42,6 +42,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--cp-emulator", action="store", default=None, metavar="MODULE:CLASS",
         help="charge point emulator class for emulated OCPP 1.6 runs (default: hil.ocpp.charge_point:ChargePoint)",
     )
+    group.addoption(
+        "--csms-reference", action="store", default=None, metavar="MODULE:CLASS",
+        help="CSMS class serving as the CSMS under test on emulated rigs (default: hil.ocpp.csms:CSMS)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -206,6 +206,10 @@ class CSMS:
             self.sessions[cs_id] = Session(self, cs_id)
         return self.sessions[cs_id]
 
+    def operator(self, cs_id: str) -> "HarnessOperator":
+        """This CSMS's operator console for charge point ``cs_id`` (when it is the CSMS under test)."""
+        return HarnessOperator(self.session(cs_id))
+
     def refuse(self, seconds: float) -> None:
         """Refuse every connection attempt for ``seconds`` from now (0 accepts again)."""
         self.refusing = time.monotonic() + seconds

@@ -25,7 +25,7 @@ from hil.control import CommandControl, CommandOperator, Control, PromptControl
 from hil.instruments.energy_meter import EnergyMeter
 from hil.ocpp.charge_point import ChargePoint
 from hil.ocpp.conformance import ConformanceFailure
-from hil.ocpp.csms import CSMS, HarnessOperator, Session
+from hil.ocpp.csms import CSMS, Session
 from hil.ocpp.outlet import Outlet
 from hil.ocpp.scripted import ScriptedChargePoint
 from hil.rig.rig import Rig
@@ -81,17 +81,17 @@ async def csms(rig: Rig) -> AsyncIterator[CSMS]:
         await server.stop()
 
 
-def emulator_class(spec: str | None) -> type[ChargePoint]:
-    """The charge point emulator class named ``MODULE:CLASS`` (default: the reference emulator)."""
+def class_option(option: str, spec: str | None, base: type) -> type:
+    """The class named ``MODULE:CLASS`` by a command-line option (default ``base``); it must subclass it."""
     if not spec:
-        return ChargePoint
+        return base
     module, _, name = spec.partition(":")
     try:
         cls = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError, ValueError) as exc:
-        raise pytest.UsageError(f"--cp-emulator {spec}: cannot load it ({exc})") from None
-    if not (isinstance(cls, type) and issubclass(cls, ChargePoint)):
-        raise pytest.UsageError(f"--cp-emulator {spec}: not a subclass of hil.ocpp.charge_point.ChargePoint")
+        raise pytest.UsageError(f"{option} {spec}: cannot load it ({exc})") from None
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise pytest.UsageError(f"{option} {spec}: not a subclass of {base.__module__}.{base.__name__}")
     return cls
 
 
@@ -114,7 +114,7 @@ async def cp16(rig: Rig, csms: CSMS, pytestconfig: pytest.Config) -> AsyncIterat
         restore = [(o, o.plugged_in) for o in outlets]
         for o in outlets:
             o.plug(False)
-        cls = emulator_class(pytestconfig.getoption("--cp-emulator"))
+        cls = class_option("--cp-emulator", pytestconfig.getoption("--cp-emulator"), ChargePoint)
         emulator = cls(dut.charge_point_id, csms.url, outlets, password=dut.password)
         control: Control = emulator
     elif dut.control.adapter == "command":
@@ -147,7 +147,7 @@ async def booted16(cp16: ChargerUnderTest) -> ChargerUnderTest:
 
 
 @pytest.fixture
-async def scripted16(rig: Rig) -> AsyncIterator[ScriptedChargePoint]:
+async def scripted16(rig: Rig, pytestconfig: pytest.Config) -> AsyncIterator[ScriptedChargePoint]:
     """evhil's scripted OCPP 1.6 charge point, connected to the CSMS under test."""
     dut = rig.spec.dut
     if dut.kind not in ("csms", "reference"):
@@ -157,11 +157,12 @@ async def scripted16(rig: Rig) -> AsyncIterator[ScriptedChargePoint]:
     reference = None
     url = dut.csms_url
     if dut.kind != "csms" or url is None:
-        reference = await CSMS(versions=("1.6",), charge_points={dut.charge_point_id: dut.password}).start()
+        cls = class_option("--csms-reference", pytestconfig.getoption("--csms-reference"), CSMS)
+        reference = await cls(versions=("1.6",), charge_points={dut.charge_point_id: dut.password}).start()
         url = reference.url
     cp = ScriptedChargePoint(dut.charge_point_id, url, "1.6", password=dut.password)
     if reference is not None:
-        cp.operator = HarnessOperator(reference.session(dut.charge_point_id))
+        cp.operator = reference.operator(dut.charge_point_id)
     elif dut.control.adapter == "command":
         cp.operator = CommandOperator(dut.charge_point_id, dict(dut.control.commands), dut.control.timeout_s)
     try:

@@ -379,7 +379,11 @@ def csms(
 
     async def serve() -> None:
         server = CSMS(host or dut.csms_host, dut.csms_port if port is None else port, charge_points=allowed)
-        await server.start()
+        try:
+            await server.start()
+        except OSError as exc:
+            err.print(f"error: cannot listen on {server.host}:{server.port}: {exc.strerror or exc}")
+            raise typer.Exit(2) from None
         if as_json:
             print(json.dumps({"url": server.url, "charge_points": sorted(allowed) if allowed else None}), flush=True)
         else:
@@ -424,7 +428,11 @@ def charge_point(
     from hil.ocpp.outlet import Outlet
     from hil.ocpp.tls import client_context
 
+    import logging
+
     spec = _load(rig_path)
+    logging.basicConfig(format="%(asctime)s %(message)s", datefmt="%H:%M:%S", level=logging.WARNING)
+    logging.getLogger("hil.ocpp.uplink").setLevel(logging.INFO)  # say why a connection attempt failed
     if not spec.emulated or len(spec.ports) < connectors:
         err.print(f"error: {rig_path}: needs an emulated rig with at least {connectors} port(s)")
         raise typer.Exit(2)

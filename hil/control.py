@@ -16,6 +16,7 @@ Times: seconds.
 from __future__ import annotations
 
 import asyncio
+import json
 import shlex
 import sys
 from typing import Protocol
@@ -52,6 +53,32 @@ class Control(Protocol):
     async def power_on(self) -> None: ...
 
 
+async def run_command(commands: dict[str, str], action: str, timeout: float, known: tuple[str, ...],
+                      **values: object) -> None:
+    """Run the rig file's command for ``action`` with ``values`` filled into its placeholders (shell-quoted);
+    ``ControlError`` names the command when it is missing, fails or outlasts ``timeout`` [s]."""
+    template = commands.get(action)
+    if template is None:
+        raise ControlError(f"rig file: dut.control.commands has no {action!r} command; "
+                           f"define one of {', '.join(known)}")
+    try:
+        line = template.format(**{k: shlex.quote(str(v)) for k, v in values.items()})
+    except KeyError as exc:
+        raise ControlError(f"dut.control.commands.{action}: unknown placeholder {exc}; "
+                           f"available: {', '.join('{' + k + '}' for k in values)}") from None
+    proc = await asyncio.create_subprocess_shell(line, stdout=asyncio.subprocess.PIPE,
+                                                 stderr=asyncio.subprocess.STDOUT)
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+    except asyncio.TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise ControlError(f"{action}: command {line!r} did not finish within {timeout:g} s") from None
+    if proc.returncode != 0:
+        text = out.decode("utf-8", "replace").strip()[-500:]
+        raise ControlError(f"{action}: command {line!r} exited with status {proc.returncode}: {text}")
+
+
 class CommandControl:
     """Runs ``commands[action]`` (a shell command line with placeholders) for each action."""
 
@@ -60,26 +87,7 @@ class CommandControl:
         self.timeout = timeout
 
     async def _run(self, action: str, **values: object) -> None:
-        template = self.commands.get(action)
-        if template is None:
-            raise ControlError(f"rig file: dut.control.commands has no {action!r} command; "
-                               f"define one of {', '.join(ACTIONS)}")
-        try:
-            line = template.format(**{k: shlex.quote(str(v)) for k, v in values.items()})
-        except KeyError as exc:
-            raise ControlError(f"dut.control.commands.{action}: unknown placeholder {exc}; "
-                               f"available: {', '.join('{' + k + '}' for k in values)}") from None
-        proc = await asyncio.create_subprocess_shell(line, stdout=asyncio.subprocess.PIPE,
-                                                     stderr=asyncio.subprocess.STDOUT)
-        try:
-            out, _ = await asyncio.wait_for(proc.communicate(), self.timeout)
-        except asyncio.TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise ControlError(f"{action}: command {line!r} did not finish within {self.timeout:g} s") from None
-        if proc.returncode != 0:
-            text = out.decode("utf-8", "replace").strip()[-500:]
-            raise ControlError(f"{action}: command {line!r} exited with status {proc.returncode}: {text}")
+        await run_command(self.commands, action, self.timeout, ACTIONS, **values)
 
     async def plug_in(self, connector: int = 1) -> None:
         await self._run("plug_in", connector=connector)
@@ -190,11 +198,12 @@ class CommandOperator:
     ``{value}``, ``{profile}`` (JSON), ``{profile_id}`` and ``{duration}`` filled in."""
 
     def __init__(self, charge_point: str, commands: dict[str, str], timeout: float = 60.0) -> None:
-        self._run = CommandControl(commands, timeout)._run
         self.charge_point = charge_point
+        self.commands = commands
+        self.timeout = timeout
 
     async def _do(self, action: str, **values: object) -> None:
-        await self._run(action, charge_point=self.charge_point, **values)
+        await run_command(self.commands, action, self.timeout, CSMS_ACTIONS, charge_point=self.charge_point, **values)
 
     async def remote_start(self, connector: int, token: str) -> None:
         await self._do("remote_start", connector=connector, token=token)
@@ -218,8 +227,6 @@ class CommandOperator:
         await self._do("clear_cache")
 
     async def set_charging_profile(self, connector: int, profile: dict) -> None:
-        import json
-
         await self._do("set_charging_profile", connector=connector, profile=json.dumps(profile))
 
     async def clear_charging_profile(self, profile_id: int) -> None:

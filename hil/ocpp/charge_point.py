@@ -155,7 +155,6 @@ class ChargePoint:
         self.local_list_version = 0
         self.cache: dict[str, dict[str, Any]] = {}
         self.boot_status: str | None = None
-        self.registration_interval = 0
         self.uplink = Uplink(csms_url, cs_id, VERSION, self._handlers(), self._on_connected, password=password,
                              tls=tls, backoff=backoff or BackOff(), validate=validate)
         self._tasks: list[asyncio.Task[None]] = []
@@ -172,6 +171,11 @@ class ChargePoint:
 
     def cfg_list(self, key: str) -> list[str]:
         return [v.strip() for v in self.config[key].value.split(",") if v.strip()]
+
+    @property
+    def running(self) -> bool:
+        """True between ``start()`` and ``stop()`` (or ``power_off()``)."""
+        return bool(self._tasks)
 
     @property
     def trace(self) -> Trace:
@@ -300,7 +304,6 @@ class ChargePoint:
                 if interval > 0:
                     self.config["HeartbeatInterval"].value = str(interval)
                 break
-            self.registration_interval = interval
             await asyncio.sleep(interval if interval > 0 else 10)
         self.uplink.boot_accepted.set()
         for c in [self.station, *self.connectors.values()]:
@@ -447,7 +450,7 @@ class ChargePoint:
         values = self.sampled_values(c, context, measurands)
         if not values:
             return
-        stamp = now_iso() if when is None else iso(when)
+        stamp = now_iso() if when is None else sc.format_datetime(when)
         payload: dict[str, Any] = {"connectorId": c.id, "meterValue": [{"timestamp": stamp, "sampledValue": values}]}
         tx = c.transaction
         if tx is None:
@@ -850,13 +853,8 @@ class ChargePoint:
             self.profiles, connector_id, start, int(p["duration"]), unit,
             transaction_start=tx.started if tx else None, transaction_id=tx.transaction_id if tx else None,
             nominal_voltage=voltage, phases=phases, max_limit=rating if unit == "A" else rating * voltage * phases)
-        return {"status": "Accepted", "connectorId": connector_id, "scheduleStart": iso(start),
+        return {"status": "Accepted", "connectorId": connector_id, "scheduleStart": sc.format_datetime(start),
                 "chargingSchedule": schedule.to_ocpp(VERSION)}
-
-
-def iso(when: datetime) -> str:
-    """``when`` as OCPP writes it (UTC, milliseconds, ``Z``)."""
-    return when.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _snake(name: str) -> str:

@@ -29,6 +29,7 @@ from websockets.http11 import Request, Response
 from hil.ocpp.peer import Peer
 from hil.ocpp.rpc import SUBPROTOCOLS, VERSION_OF_SUBPROTOCOL, Connection, bounded
 from hil.ocpp.schemas import Version
+from hil.ocpp.smart_charging import format_datetime
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,8 @@ EXPIRED_TOKEN = "EVHILEXPIRED"
 
 
 def now_iso() -> str:
-    """The current UTC time as OCPP writes it (RFC 3339, milliseconds, ``Z``)."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """The current UTC time as OCPP writes it (RFC 3339, ``Z``)."""
+    return format_datetime(datetime.now(timezone.utc))
 
 
 def boot_answer(status: str, interval: int) -> Callable[[dict[str, Any]], dict[str, Any]]:

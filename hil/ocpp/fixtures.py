@@ -53,7 +53,7 @@ class ChargerUnderTest:
 
     async def boot(self, timeout: float = 30.0) -> None:
         """Start the emulator (or wait for the bench charger to connect)."""
-        if self.emulator is not None and not self.emulator.uplink._tasks:
+        if self.emulator is not None and not self.emulator.running:
             await self.emulator.start()
         await self.session.wait_connected(timeout)
 

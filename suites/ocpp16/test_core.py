@@ -7,13 +7,12 @@ in ``test_offline.py``.
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from hil.ocpp import states16 as st
 from hil.ocpp.conformance import ConformanceFailure, octt, step
 from hil.ocpp.csms import INVALID_TOKEN, boot_answer
 from hil.ocpp.fixtures import ChargerUnderTest
 from hil.ocpp.rpc import CallError
+from hil.ocpp.smart_charging import parse_datetime
 
 S = st.SETTINGS
 C = S.connector
@@ -21,7 +20,7 @@ T = S.message_timeout
 
 
 def _at(payload: dict) -> float:
-    return datetime.fromisoformat(payload["timestamp"].replace("Z", "+00:00")).timestamp()
+    return parse_datetime(payload["timestamp"]).timestamp()  # type: ignore[union-attr]
 
 
 def _spacing(frames: list, interval: float, what: str) -> None:

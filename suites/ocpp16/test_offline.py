@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime
 
 from hil.ocpp import states16 as st
 from hil.ocpp.conformance import ConformanceFailure, octt, step
 from hil.ocpp.csms import INVALID_TOKEN
 from hil.ocpp.fixtures import ChargerUnderTest
+from hil.ocpp.smart_charging import parse_datetime
 
 S = st.SETTINGS
 C = S.connector
@@ -23,7 +23,7 @@ T = S.message_timeout
 
 
 def _stamp(frame_payload: dict) -> float:
-    return datetime.fromisoformat(frame_payload["meterValue"][0]["timestamp"].replace("Z", "+00:00")).timestamp()
+    return parse_datetime(frame_payload["meterValue"][0]["timestamp"]).timestamp()  # type: ignore[union-attr]
 
 
 async def _offline(cp: ChargerUnderTest) -> None:

@@ -15,6 +15,7 @@ from hil.ocpp import states16 as st
 from hil.ocpp.conformance import ConformanceFailure, octt, step
 from hil.ocpp.fixtures import ChargerUnderTest
 from hil.ocpp.rpc import CallError
+from hil.ocpp.smart_charging import format_datetime, parse_datetime
 
 S = st.SETTINGS
 C = S.connector
@@ -23,29 +24,22 @@ PHASES = 3
 SETTLING_S = 10.0
 
 
-def _iso(t: datetime) -> str:
-    return t.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _parse(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
 def profile(pid: int, purpose: str, stack: int, periods: list[tuple[int, float]], *, duration: int | None = None,
             start: datetime | None = None, valid_for: int | None = None, transaction_id: int | None = None) -> dict:
-    """A 1.6 Absolute csChargingProfiles in A with ``periods`` (startPeriod s, limit A)."""
+    """A 1.6 Absolute csChargingProfiles in A with ``periods`` (startPeriod s, limit A); times in whole seconds."""
+    start = start.replace(microsecond=0) if start is not None else None
     schedule: dict = {"chargingRateUnit": "A",
                       "chargingSchedulePeriod": [{"startPeriod": s, "limit": lim, "numberPhases": PHASES}
                                                  for s, lim in periods]}
     if duration is not None:
         schedule["duration"] = duration
     if start is not None:
-        schedule["startSchedule"] = _iso(start)
+        schedule["startSchedule"] = format_datetime(start)
     body: dict = {"chargingProfileId": pid, "stackLevel": stack, "chargingProfilePurpose": purpose,
                   "chargingProfileKind": "Absolute", "chargingSchedule": schedule}
     if valid_for is not None and start is not None:
-        body["validFrom"] = _iso(start)
-        body["validTo"] = _iso(start + timedelta(seconds=valid_for))
+        body["validFrom"] = format_datetime(start)
+        body["validTo"] = format_datetime(start + timedelta(seconds=valid_for))
     if transaction_id is not None:
         body["transactionId"] = transaction_id
     return body
@@ -75,7 +69,7 @@ async def _composite(cp: ChargerUnderTest, duration: int, expected: list[tuple[f
     if schedule.get("chargingRateUnit") != "A" or schedule.get("duration") != duration:
         raise ConformanceFailure(f"composite unit {schedule.get('chargingRateUnit')} duration {schedule.get('duration')}, "
                                  f"expected A and {duration}")
-    start = _parse(answer.get("scheduleStart") or schedule.get("startSchedule"))
+    start = parse_datetime(answer.get("scheduleStart") or schedule.get("startSchedule"))
     if abs((start - datetime.now(timezone.utc)).total_seconds()) > S.max_time_deviation + 1:
         raise ConformanceFailure(f"scheduleStart {answer.get('scheduleStart')} is not the current time")
     x = (start - anchor).total_seconds() if anchor is not None else 0.0

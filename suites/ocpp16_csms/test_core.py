@@ -15,14 +15,14 @@ from datetime import datetime, timedelta, timezone
 from hil.ocpp.conformance import ConformanceFailure, octt, step
 from hil.ocpp.csms import BLOCKED_TOKEN, EXPIRED_TOKEN, INVALID_TOKEN, VALID_TOKEN, now_iso
 from hil.ocpp.scripted import ScriptedChargePoint
+from hil.ocpp.smart_charging import format_datetime, parse_datetime
 
 C = 1
 BOOT = {"chargePointVendor": "evhil", "chargePointModel": "scripted-cp"}
 
 
 def _iso(offset_s: float = 0.0) -> str:
-    t = datetime.now(timezone.utc) + timedelta(seconds=offset_s)
-    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return format_datetime(datetime.now(timezone.utc) + timedelta(seconds=offset_s))
 
 
 async def status(cp: ScriptedChargePoint, connector: int, value: str, error: str = "NoError") -> None:
@@ -86,7 +86,7 @@ async def test_tc_001_csms(scripted16: ScriptedChargePoint) -> None:
     with step(5, "Heartbeat answered with the current time"):
         beat = await scripted16.call("Heartbeat", {})
         now = datetime.now(timezone.utc)
-        when = datetime.fromisoformat(beat["currentTime"].replace("Z", "+00:00"))
+        when = parse_datetime(beat["currentTime"])
         if abs((when - now).total_seconds()) > 5:
             raise ConformanceFailure(f"Heartbeat currentTime {beat['currentTime']} is not the current time")
 

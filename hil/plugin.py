@@ -22,7 +22,7 @@ from hil.instruments.energy_meter import EnergyMeter
 from hil.instruments.errors import InstrumentError
 from hil.instruments.ev_simulator import EVSimulator
 from hil.instruments.power_source import PowerSource
-from hil.ocpp.fixtures import booted16, cp16, csms, scripted16  # noqa: F401 - fixtures of the OCPP suites
+from hil.ocpp.fixtures import booted16, booted201, cp16, cs201, csms, scripted16  # noqa: F401 - OCPP suite fixtures
 from hil.plant import Plant
 from hil.rig.loader import DEFAULT_RIG, RigFileError, load_rig
 from hil.rig.model import RigSpec
@@ -41,6 +41,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--cp-emulator", action="store", default=None, metavar="MODULE:CLASS",
         help="charge point emulator class for emulated OCPP 1.6 runs (default: hil.ocpp.charge_point:ChargePoint)",
+    )
+    group.addoption(
+        "--cs-emulator", action="store", default=None, metavar="MODULE:CLASS",
+        help="charging station emulator class for emulated OCPP 2.0.1 runs "
+             "(default: hil.ocpp.charging_station:ChargingStation)",
     )
     group.addoption(
         "--csms-reference", action="store", default=None, metavar="MODULE:CLASS",

@@ -62,7 +62,8 @@ class Session(Peer):
         """idTag / idToken -> status the CSMS answers; unknown tokens get ``unknown_token_status``."""
         self.unknown_token_status = "Invalid"
         self.parents: dict[str, str] = {}
-        """idTag -> parentIdTag the CSMS reports with it (1.6 idTagInfo.parentIdTag)."""
+        """Token -> the group the CSMS reports with it (1.6 idTagInfo.parentIdTag, 2.0.1
+        idTokenInfo.groupIdToken)."""
         self.boot_status = "Accepted"
         self.heartbeat_interval = csms.heartbeat_interval
         self._transaction_ids = itertools.count(1)
@@ -144,6 +145,13 @@ DEFAULTS_16: dict[str, Callable[[Session, dict[str, Any]], Any]] = {
     "FirmwareStatusNotification": lambda s, p: {},
 }
 
+def _id_token_info(s: Session, token: dict[str, Any]) -> dict[str, Any]:
+    info: dict[str, Any] = {"status": s.token_status(token["idToken"])}
+    if token["idToken"] in s.parents:
+        info["groupIdToken"] = {"idToken": s.parents[token["idToken"]], "type": "Central"}
+    return info
+
+
 DEFAULTS_201: dict[str, Callable[[Session, dict[str, Any]], Any]] = {
     "BootNotification": _boot,
     "Heartbeat": lambda s, p: {"currentTime": now_iso()},
@@ -152,9 +160,8 @@ DEFAULTS_201: dict[str, Callable[[Session, dict[str, Any]], Any]] = {
     "NotifyReport": lambda s, p: {},
     "SecurityEventNotification": lambda s, p: {},
     "MeterValues": lambda s, p: {},
-    "Authorize": lambda s, p: {"idTokenInfo": {"status": s.token_status(p["idToken"]["idToken"])}},
-    "TransactionEvent": lambda s, p: (
-        {"idTokenInfo": {"status": s.token_status(p["idToken"]["idToken"])}} if "idToken" in p else {}),
+    "Authorize": lambda s, p: {"idTokenInfo": _id_token_info(s, p["idToken"])},
+    "TransactionEvent": lambda s, p: {"idTokenInfo": _id_token_info(s, p["idToken"])} if "idToken" in p else {},
     "ReportChargingProfiles": lambda s, p: {},
     "NotifyChargingLimit": lambda s, p: {},
     "ClearedChargingLimit": lambda s, p: {},
@@ -192,6 +199,8 @@ class CSMS:
         """Refuse new connections until this time (``time.monotonic()``)."""
         self.refused = 0
         """Connection attempts refused so far."""
+        self.handshakes: dict[str, list[float]] = {}
+        """Charge point id -> ``time.monotonic()`` of every opening handshake it attempted, refused or not."""
         self._server: Server | None = None
         self._conn_sessions: dict[int, Session] = {}
 
@@ -247,6 +256,7 @@ class CSMS:
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         cs_id = request.path.rstrip("/").rsplit("/", 1)[-1]
+        self.handshakes.setdefault(cs_id, []).append(time.monotonic())
         if time.monotonic() < self.refusing:
             self.refused += 1
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "CSMS refuses connections (test fault)\n")

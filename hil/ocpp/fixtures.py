@@ -6,6 +6,8 @@ device under test). ``cp16`` is the charge
 point under test, not yet booted: on an emulated rig it is evhil's reference emulator on the plant's
 ports; on a bench it is the charger named in the rig file, which connects by itself. ``booted16`` is the
 OCTT reusable state "Booted": BootNotification accepted and every connector reported Available.
+``cs201`` and ``booted201`` are the same for an OCPP 2.0.1 charging station (evhil's emulator:
+``hil.ocpp.charging_station``).
 
 After each test the emulator stops (outlets de-energised), the plant's cables are put back as they were,
 and the message trace is attached to the report.
@@ -17,6 +19,7 @@ import asyncio
 import importlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import allure
 import pytest
@@ -24,6 +27,7 @@ import pytest
 from hil.control import CommandControl, CommandOperator, Control, PromptControl
 from hil.instruments.energy_meter import EnergyMeter
 from hil.ocpp.charge_point import ChargePoint
+from hil.ocpp.charging_station import ChargingStation
 from hil.ocpp.conformance import ConformanceFailure
 from hil.ocpp.csms import CSMS, Session
 from hil.ocpp.outlet import Outlet
@@ -39,7 +43,7 @@ class ChargerUnderTest:
     control: Control
     connectors: int
     rig: Rig
-    emulator: ChargePoint | None = None
+    emulator: ChargePoint | ChargingStation | None = None
 
     def meter(self, connector: int = 1) -> EnergyMeter | None:
         """The rig's energy meter on the connector's port (connector k is the rig's k-th port), if any."""
@@ -58,12 +62,16 @@ class ChargerUnderTest:
         await self.session.wait_connected(timeout)
 
     async def booted(self, timeout: float = 30.0) -> None:
-        """Reach the reusable state Booted: BootNotification Accepted, every connector Available."""
+        """Reach the reusable state Booted: BootNotification Accepted, every connector Available (in
+        2.0.1 also the SecurityEventNotification of the start-up)."""
         await self.boot(timeout)
         await self.session.expect("BootNotification", timeout=timeout)
         for k in range(1, self.connectors + 1):
-            await self.session.expect("StatusNotification", {"connectorId": k, "status": "Available"},
-                                      timeout=timeout)
+            match = ({"evseId": k, "connectorId": 1, "connectorStatus": "Available"}
+                     if self.session.version == "2.0.1" else {"connectorId": k, "status": "Available"})
+            await self.session.expect("StatusNotification", match, timeout=timeout)
+        if self.session.version == "2.0.1":
+            await self.session.expect("SecurityEventNotification", timeout=timeout)
         await asyncio.sleep(0.1)
         self.session.consume_all()
 
@@ -95,11 +103,10 @@ def class_option(option: str, spec: str | None, base: type) -> type:
     return cls
 
 
-@pytest.fixture
-async def cp16(rig: Rig, csms: CSMS, pytestconfig: pytest.Config) -> AsyncIterator[ChargerUnderTest]:
-    """The OCPP 1.6 charge point under test, before boot."""
+async def _charger_under_test(rig: Rig, csms: CSMS, version: str, emulator_class: type,
+                              make: Any) -> AsyncIterator[ChargerUnderTest]:
     dut = rig.spec.dut
-    if dut.ocpp_version not in (None, "1.6"):
+    if dut.ocpp_version not in (None, version):
         pytest.skip(f"rig {rig.spec.name!r}: the device under test speaks OCPP {dut.ocpp_version}")
     if dut.kind == "csms":
         pytest.skip(f"rig {rig.spec.name!r}: the device under test is a CSMS")
@@ -114,8 +121,7 @@ async def cp16(rig: Rig, csms: CSMS, pytestconfig: pytest.Config) -> AsyncIterat
         restore = [(o, o.plugged_in) for o in outlets]
         for o in outlets:
             o.plug(False)
-        cls = class_option("--cp-emulator", pytestconfig.getoption("--cp-emulator"), ChargePoint)
-        emulator = cls(dut.charge_point_id, csms.url, outlets, password=dut.password)
+        emulator = make(emulator_class, dut.charge_point_id, csms.url, outlets, dut.password)
         control: Control = emulator
     elif dut.control.adapter == "command":
         control = CommandControl(dict(dut.control.commands), dut.control.timeout_s)
@@ -137,6 +143,30 @@ async def cp16(rig: Rig, csms: CSMS, pytestconfig: pytest.Config) -> AsyncIterat
 
 
 @pytest.fixture
+async def cp16(rig: Rig, csms: CSMS, pytestconfig: pytest.Config) -> AsyncIterator[ChargerUnderTest]:
+    """The OCPP 1.6 charge point under test, before boot."""
+    cls = class_option("--cp-emulator", pytestconfig.getoption("--cp-emulator"), ChargePoint)
+    async for charger in _charger_under_test(
+            rig, csms, "1.6", cls, lambda c, cs_id, url, outlets, password: c(cs_id, url, outlets, password=password)):
+        yield charger
+
+
+EMULATED_201 = {"OCPPCommCtrlr.MessageTimeout[Default]": "5"}
+"""Device-model values of the emulated 2.0.1 station in the suites: a short MessageTimeout (read-only on
+the wire) keeps the retry cases short."""
+
+
+@pytest.fixture
+async def cs201(rig: Rig, csms: CSMS, pytestconfig: pytest.Config) -> AsyncIterator[ChargerUnderTest]:
+    """The OCPP 2.0.1 charging station under test, before boot."""
+    cls = class_option("--cs-emulator", pytestconfig.getoption("--cs-emulator"), ChargingStation)
+    async for charger in _charger_under_test(
+            rig, csms, "2.0.1", cls,
+            lambda c, cs_id, url, outlets, password: c(cs_id, url, outlets, password=password, variables=EMULATED_201)):
+        yield charger
+
+
+@pytest.fixture
 async def booted16(cp16: ChargerUnderTest) -> ChargerUnderTest:
     """The 1.6 charge point in the reusable state Booted."""
     try:
@@ -144,6 +174,16 @@ async def booted16(cp16: ChargerUnderTest) -> ChargerUnderTest:
     except ConformanceFailure as exc:
         pytest.fail(f"reusable state Booted not reached: {exc}", pytrace=False)
     return cp16
+
+
+@pytest.fixture
+async def booted201(cs201: ChargerUnderTest) -> ChargerUnderTest:
+    """The 2.0.1 charging station in the reusable state Booted."""
+    try:
+        await cs201.booted()
+    except ConformanceFailure as exc:
+        pytest.fail(f"reusable state Booted not reached: {exc}", pytrace=False)
+    return cs201
 
 
 @pytest.fixture

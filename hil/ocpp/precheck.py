@@ -20,7 +20,7 @@ from hil.ocpp import catalogue
 from hil.ocpp.catalogue import Declaration, PrecheckReport
 
 SUITES = Path(__file__).resolve().parents[2] / "suites"
-SUITE_OF = {("1.6", "CS"): "ocpp16", ("1.6", "CSMS"): "ocpp16_csms"}
+SUITE_OF = {("1.6", "CS"): "ocpp16", ("1.6", "CSMS"): "ocpp16_csms", ("2.0.1", "CS"): "ocpp201"}
 """(version, SUT) -> the suite folder that automates those cases."""
 
 

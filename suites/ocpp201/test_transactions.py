@@ -1,0 +1,565 @@
+"""OCPP 2.0.1 block E, transactions, charging station under test: start and stop points, local start and
+stop, transaction status, offline behaviour and the retry of transaction messages (OCTT 2.0.1 Part 6 §E).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+from hil.ocpp import states201 as st
+from hil.ocpp.conformance import ConformanceFailure, octt, show, step
+from hil.ocpp.fixtures import ChargerUnderTest
+from hil.ocpp.rpc import NO_REPLY, CallError, Frame
+
+S = st.SETTINGS
+T = S.message_timeout
+UNKNOWN_TOKEN = "EVHILUNKNOWN9"
+
+
+async def _auth_defaults(cs: ChargerUnderTest, **more: str | int | bool) -> None:
+    await st.set_variables(cs.session, AuthCtrlr__Enabled=True, AuthCtrlr__DisableRemoteAuthorization=False, **more)
+
+
+def _events_since(cs: ChargerUnderTest, index: int) -> list[dict[str, Any]]:
+    return [f.payload for f in cs.session.trace.frames[index:]
+            if f.is_call and f.direction == "received" and f.action == "TransactionEvent"]
+
+
+def _seq_continuous(events: list[dict[str, Any]], tx: str) -> None:
+    seqs = [e["seqNo"] for e in events if e["transactionInfo"]["transactionId"] == tx]
+    if seqs != list(range(seqs[0], seqs[0] + len(seqs))) if seqs else False:
+        raise ConformanceFailure(f"seqNo of transaction {tx} not continuous: {seqs}")
+
+
+async def _offline(cs: ChargerUnderTest, threshold: int, wait: int) -> None:
+    await st.set_variables(cs.session, OCPPCommCtrlr__OfflineThreshold=threshold,
+                           OCPPCommCtrlr__RetryBackOffWaitMinimum=wait, OCPPCommCtrlr__RetryBackOffRandomRange=0)
+
+
+# -- start points ----------------------------------------------------------------------------------------
+@octt("TC_E_01_CS")
+async def test_tc_e_01_cs(booted201: ChargerUnderTest) -> None:
+    await _auth_defaults(booted201, TxCtrlr__TxStartPoint="PowerPathClosed")
+    await st.authorized_local(booted201, S)
+    with step(1, "EVConnectedPreSession: the transaction starts when the power path closes"):
+        await booted201.control.plug_in(S.evse)
+        await booted201.session.expect("StatusNotification", st.status_match(S, "Occupied"), timeout=T)
+        await booted201.session.expect("TransactionEvent", st.event_match(
+            event_type="Started", state=("EVConnected", "SuspendedEVSE", "Charging")), timeout=T)
+
+
+@octt("TC_E_02_CS")
+async def test_tc_e_02_cs(booted201: ChargerUnderTest) -> None:
+    await _auth_defaults(booted201, TxCtrlr__TxStartPoint="EnergyTransfer")
+    await st.authorized_local(booted201, S)
+    with step(1, "plug in: connector Occupied"):
+        await booted201.control.plug_in(S.evse)
+        await booted201.session.expect("StatusNotification", st.status_match(S, "Occupied"), timeout=T)
+    with step(3, "TransactionEvent Started when energy flows, with the idToken and the EVSE"):
+        await booted201.session.expect("TransactionEvent", {**st.event_match(
+            event_type="Started", trigger=("ChargingStateChanged", "Authorized"), state="Charging",
+            token=S.valid_token), "evse": {"id": S.evse, "connectorId": S.connector}}, timeout=T)
+
+
+@octt("TC_E_09_CS")
+async def test_tc_e_09_cs(booted201: ChargerUnderTest) -> None:
+    await st.set_variables(booted201.session, TxCtrlr__TxStartPoint="EVConnected")
+    with step(1, "plug in: connector Occupied"):
+        await booted201.control.plug_in(S.evse)
+        await booted201.session.expect("StatusNotification", st.status_match(S, "Occupied"), timeout=T)
+    with step(3, "TransactionEvent Started at plug-in, EVConnected, with the EVSE"):
+        await booted201.session.expect("TransactionEvent", {**st.event_match(
+            event_type="Started", trigger=("CablePluggedIn", "ChargingStateChanged"), state="EVConnected"),
+            "evse": {"id": S.evse, "connectorId": S.connector}}, timeout=T)
+
+
+@octt("TC_E_10_CS")
+async def test_tc_e_10_cs(booted201: ChargerUnderTest) -> None:
+    await _auth_defaults(booted201, TxCtrlr__TxStartPoint="Authorized")
+    with step(1, "present the idToken: AuthorizeRequest"):
+        await booted201.control.present_token(S.valid_token, S.evse)
+        await booted201.session.expect("Authorize", {"idToken": {"idToken": S.valid_token}}, timeout=T)
+    with step(3, "TransactionEvent Started, Authorized, with the idToken"):
+        await booted201.session.expect("TransactionEvent", st.event_match(
+            event_type="Started", trigger="Authorized", token=S.valid_token), timeout=T)
+
+
+@octt("TC_E_13_CS")
+async def test_tc_e_13_cs(booted201: ChargerUnderTest) -> None:
+    await _auth_defaults(booted201, TxCtrlr__TxStartPoint="Authorized")
+    with step(1, "RequestStartTransaction: Started with RemoteStart and the remoteStartId"):
+        await booted201.session.call_expect("RequestStartTransaction", {
+            "idToken": st.token(S), "evseId": S.evse, "remoteStartId": 4242}, "Accepted")
+        await booted201.session.expect("TransactionEvent", {**st.event_match(
+            event_type="Started", trigger="RemoteStart", token=S.valid_token),
+            "transactionInfo": {"remoteStartId": 4242}}, timeout=T)
+
+
+# -- local start -----------------------------------------------------------------------------------------
+@octt("TC_E_03_CS")
+async def test_tc_e_03_cs(booted201: ChargerUnderTest) -> None:
+    await _auth_defaults(booted201)
+    await st.ev_connected_pre_session(booted201, S)
+    await st.authorized_local(booted201, S)
+    await st.energy_transfer_started(booted201, S)
+
+
+@octt("TC_E_04_CS")
+async def test_tc_e_04_cs(booted201: ChargerUnderTest) -> None:
+    await _auth_defaults(booted201)
+    await st.authorized_local(booted201, S)
+    await st.energy_transfer_started(booted201, S)
+
+
+@octt("TC_E_05_CS")
+async def test_tc_e_05_cs(booted201: ChargerUnderTest) -> None:
+    session = booted201.session
+    timeout = S.ev_connection_timeout
+    await _auth_defaults(booted201, TxCtrlr__EVConnectionTimeOut=timeout, AuthCacheCtrlr__Enabled=False,
+                         AuthCtrlr__LocalPreAuthorize=False)
+    start, stop = await st.tx_points(session)
+    await st.authorized_local(booted201, S)
+    with step(1, f"no EV within {timeout} s: the authorisation expires"):
+        if "Authorized" in start:
+            kind = "Ended" if "Authorized" in stop else "Updated"
+            event = await session.expect("TransactionEvent", st.event_match(event_type=kind, trigger="EVConnectTimeout"),
+                                         timeout=timeout + T)
+            if kind == "Ended" and event["transactionInfo"].get("stoppedReason") != "Timeout":
+                raise ConformanceFailure(f"stoppedReason {event['transactionInfo'].get('stoppedReason')}, expected Timeout")
+        else:
+            await asyncio.sleep(timeout + S.max_time_deviation)
+    with step(3, "the token is authorised again and charging starts"):
+        await st.authorized_local(booted201, S)
+        await st.energy_transfer_started(booted201, S)
+
+
+@octt("TC_E_52_CS")
+async def test_tc_e_52_cs(booted201: ChargerUnderTest) -> None:
+    session = booted201.session
+    await st.set_variables(session, AuthCtrlr__Enabled=True, AuthCtrlr__DisableRemoteAuthorization=True)
+    with step(1, "present a token in neither cache nor local list: no AuthorizeRequest, no transaction"):
+        await booted201.control.present_token(UNKNOWN_TOKEN, S.evse)
+        await session.expect_none("Authorize", within=2.0)
+        await booted201.control.plug_in(S.evse)
+        await session.expect_none("TransactionEvent", within=1.5, match={"idToken": {"idToken": UNKNOWN_TOKEN}})
+        if booted201.emulator is not None and booted201.emulator.charging_state(booted201.emulator.evses[S.evse]) == "Charging":
+            raise ConformanceFailure("the EVSE charges for a token it could not authorise")
+
+
+# -- stop points -----------------------------------------------------------------------------------------
+@octt("TC_E_06_CS")
+async def test_tc_e_06_cs(booted201: ChargerUnderTest) -> None:
+    await _auth_defaults(booted201)
+    await st.charging(booted201, S)
+    await asyncio.sleep(S.transaction_duration)
+    await st.stop_authorized_local(booted201, S)
+    ended = await st.ev_disconnected(booted201, S)
+    with step("post", "the Ended event: stoppedReason Local or omitted"):
+        if ended is not None and ended["transactionInfo"].get("stoppedReason", "Local") != "Local":
+            raise ConformanceFailure(f"stoppedReason {ended['transactionInfo']['stoppedReason']}, expected Local")
+
+
+@octt("TC_E_07_CS")
+async def test_tc_e_07_cs(booted201: ChargerUnderTest) -> None:
+    await st.set_variables(booted201.session, TxCtrlr__TxStopPoint="PowerPathClosed")
+    await st.charging(booted201, S)
+    await asyncio.sleep(S.transaction_duration)
+    with step(1, "present the token: the power path opens and the transaction ends"):
+        await booted201.control.present_token(S.valid_token, S.evse)
+        event = await booted201.session.expect("TransactionEvent", st.event_match(event_type="Ended"), timeout=T)
+        if event["transactionInfo"].get("stoppedReason", "Local") != "Local":
+            raise ConformanceFailure(f"stoppedReason {event['transactionInfo']['stoppedReason']}, expected Local")
+
+
+@octt("TC_E_35_CS")
+async def test_tc_e_35_cs(booted201: ChargerUnderTest) -> None:
+    await st.set_variables(booted201.session, TxCtrlr__TxStopPoint="PowerPathClosed")
+    tx = await st.charging(booted201, S)
+    with step(1, "RequestStopTransaction: Ended, RemoteStop, stoppedReason Remote"):
+        await booted201.session.call_expect("RequestStopTransaction", {"transactionId": tx}, "Accepted")
+        await booted201.session.expect("TransactionEvent", st.event_match(
+            event_type="Ended", trigger="RemoteStop", stopped="Remote", tx=tx), timeout=T)
+
+
+@octt("TC_E_08_CS")
+async def test_tc_e_08_cs(booted201: ChargerUnderTest) -> None:
+    await st.set_variables(booted201.session, TxCtrlr__TxStopPoint="EnergyTransfer")
+    await st.charging(booted201, S)
+    await asyncio.sleep(S.transaction_duration)
+    with step(1, "StopAuthorized: the transaction ends as the energy stops"):
+        await booted201.control.present_token(S.valid_token, S.evse)
+        await booted201.session.expect("TransactionEvent", st.event_match(
+            event_type="Ended", stopped=("Local", "Remote")), timeout=T)
+
+
+@octt("TC_E_14_CS")
+async def test_tc_e_14_cs(booted201: ChargerUnderTest) -> None:
+    await st.set_variables(booted201.session, TxCtrlr__TxStopPoint="EVConnected")
+    tx = await st.charging(booted201, S)
+    await st.stop_authorized_local(booted201, S)
+    with step(1, "unplug at the station side: connector Available"):
+        await booted201.control.unplug(S.evse)
+        await booted201.session.expect("StatusNotification", st.status_match(S, "Available"), timeout=T)
+    with step(3, "TransactionEvent Ended, EVCommunicationLost, Idle"):
+        event = await booted201.session.expect("TransactionEvent", st.event_match(
+            event_type="Ended", trigger="EVCommunicationLost", state="Idle", tx=tx), timeout=T)
+        if event["transactionInfo"].get("stoppedReason", "Local") not in ("Local", "EVDisconnected"):
+            raise ConformanceFailure(f"stoppedReason {event['transactionInfo']['stoppedReason']}, "
+                                     "expected Local, EVDisconnected or none")
+
+
+@octt("TC_E_15_CS")
+async def test_tc_e_15_cs(booted201: ChargerUnderTest) -> None:
+    await st.set_variables(booted201.session, TxCtrlr__TxStopPoint="Authorized")
+    await st.charging(booted201, S)
+    await asyncio.sleep(S.transaction_duration)
+    with step(1, "present the token: Ended, StopAuthorized, stoppedReason Local"):
+        await booted201.control.present_token(S.valid_token, S.evse)
+        await booted201.session.expect("TransactionEvent", st.event_match(
+            event_type="Ended", trigger="StopAuthorized", stopped="Local"), timeout=T)
+
+
+@octt("TC_E_21_CS")
+async def test_tc_e_21_cs(booted201: ChargerUnderTest) -> None:
+    await st.set_variables(booted201.session, TxCtrlr__TxStopPoint="Authorized")
+    tx = await st.charging(booted201, S)
+    with step(1, "RequestStopTransaction: Accepted; Ended, RemoteStop, stoppedReason Remote"):
+        await booted201.session.call_expect("RequestStopTransaction", {"transactionId": tx}, "Accepted")
+        await booted201.session.expect("TransactionEvent", st.event_match(
+            event_type="Ended", trigger="RemoteStop", stopped="Remote", tx=tx), timeout=T)
+
+
+@octt("TC_E_39_CS")
+async def test_tc_e_39_cs(booted201: ChargerUnderTest) -> None:
+    session = booted201.session
+    timeout = S.ev_connection_timeout
+    await _auth_defaults(booted201, TxCtrlr__TxStopPoint="Authorized,EVConnected", TxCtrlr__EVConnectionTimeOut=timeout)
+    start, _ = await st.tx_points(session)
+    authorized = time.time()
+    await st.authorized_local(booted201, S)
+    with step(1, f"no EV within {timeout} s"):
+        if "Authorized" in start:
+            frame = await session.expect_frame("TransactionEvent", st.event_match(
+                event_type="Ended", trigger="EVConnectTimeout", stopped="Timeout"), timeout=timeout + T)
+            if abs(frame.time - authorized - timeout) > S.max_time_deviation + 0.5:
+                raise ConformanceFailure(f"ended {frame.time - authorized:.2f} s after the authorisation, "
+                                         f"EVConnectionTimeOut is {timeout} s")
+        else:
+            await asyncio.sleep(timeout + S.max_time_deviation)
+    with step(2, "plug in after the timeout: no charging"):
+        await booted201.control.plug_in(S.evse)
+        await session.expect_none("TransactionEvent", within=2.0, match={"transactionInfo": {"chargingState": "Charging"}})
+
+
+@octt("TC_E_16_CS")
+async def test_tc_e_16_cs(booted201: ChargerUnderTest) -> None:
+    session = booted201.session
+    await _auth_defaults(booted201, TxCtrlr__TxStopPoint="Authorized,EVConnected", TxCtrlr__StopTxOnInvalidId=True,
+                         AuthCtrlr__OfflineTxForUnknownIdEnabled=True)
+    await st.id_token_cached(booted201, S)
+    await st.id_token_local_auth_list(booted201, S)
+    await _offline(booted201, 60, 1)
+    with step("StartOfflineTransaction", "offline: present the token and plug in; then reconnect"):
+        await booted201.control.cut_network()
+        await booted201.control.present_token(S.valid_token, S.evse)
+        await booted201.control.plug_in(S.evse)
+        await asyncio.sleep(1.0)
+        invalid = {"idTokenInfo": {"status": "Invalid"}}
+        session.answer("TransactionEvent", lambda p: invalid if "idToken" in p else {})
+        await booted201.control.restore_network()
+    with step(1, "the queue is flushed with offline = true"):
+        await session.expect("TransactionEvent", {"offline": True}, timeout=T)
+    with step(3, "after the Invalid answer: Ended, Deauthorized, stoppedReason DeAuthorized"):
+        await session.expect("TransactionEvent", st.event_match(
+            event_type="Ended", trigger="Deauthorized", stopped="DeAuthorized"), timeout=T)
+
+
+# -- transaction status ------------------------------------------------------------------------------------
+async def _status(cs: ChargerUnderTest, tx: str | None) -> dict[str, Any]:
+    return await cs.session.call("GetTransactionStatus", {"transactionId": tx} if tx else {})
+
+
+def _expect_status(answer: dict[str, Any], ongoing: bool | None, queued: bool) -> None:
+    if answer.get("ongoingIndicator") != ongoing or answer["messagesInQueue"] != queued:
+        raise ConformanceFailure(f"GetTransactionStatus answered {show(answer)}, expected ongoingIndicator "
+                                 f"{'omitted' if ongoing is None else ongoing}, messagesInQueue {queued}")
+
+
+async def _queued_while_offline(cs: ChargerUnderTest, tx: str | None, offline_s: float, during: Any = None) -> dict[str, Any]:
+    """Cut the network, let TransactionEvents queue up (``during`` runs meanwhile), reconnect and ask
+    GetTransactionStatus before the first queued message is answered."""
+    session = cs.session
+    asked = asyncio.Event()
+
+    async def hold(payload: dict[str, Any]) -> dict[str, Any]:
+        await asyncio.wait_for(asked.wait(), T)
+        return {}
+    await cs.control.cut_network()
+    if during is not None:
+        await during()
+    await asyncio.sleep(offline_s)
+    session.answer("TransactionEvent", hold)
+    connections = session.connections
+    await cs.control.restore_network()
+    await session.wait_connected(T + offline_s, after=connections)
+    try:
+        return await _status(cs, tx)
+    finally:
+        asked.set()
+
+
+@octt("TC_E_28_CS")
+async def test_tc_e_28_cs(booted201: ChargerUnderTest) -> None:
+    with step(1, "GetTransactionStatus of an unknown transaction"):
+        _expect_status(await _status(booted201, str(uuid.uuid4())), False, False)
+
+
+@octt("TC_E_29_CS")
+async def test_tc_e_29_cs(booted201: ChargerUnderTest) -> None:
+    await st.set_variables(booted201.session, SampledDataCtrlr__TxUpdatedInterval=1, SampledDataCtrlr__Enabled=True)
+    await _offline(booted201, 60, 2)
+    tx = await st.charging(booted201, S)
+    index = len(booted201.session.trace.frames)
+    with step(3, "at reconnect: ongoing, messages in queue"):
+        _expect_status(await _queued_while_offline(booted201, tx, 2.5), True, True)
+    with step(5, "the queue is flushed: Updated, meter values, offline = true"):
+        await booted201.session.expect("TransactionEvent", {"eventType": "Updated", "offline": True,
+                                                            "meterValue": lambda v: bool(v)}, timeout=T)
+        _seq_continuous(_events_since(booted201, index), tx)
+
+
+@octt("TC_E_30_CS")
+async def test_tc_e_30_cs(booted201: ChargerUnderTest) -> None:
+    tx = await st.charging(booted201, S)
+    await asyncio.sleep(0.5)
+    with step(1, "GetTransactionStatus of the running transaction: ongoing, nothing queued"):
+        _expect_status(await _status(booted201, tx), True, False)
+
+
+@octt("TC_E_31_CS")
+async def test_tc_e_31_cs(booted201: ChargerUnderTest) -> None:
+    await st.set_variables(booted201.session, SampledDataCtrlr__TxUpdatedInterval=1)
+    await _offline(booted201, 60, 2)
+    tx = await st.charging(booted201, S)
+
+    async def end_offline() -> None:
+        await booted201.control.present_token(S.valid_token, S.evse)
+        await booted201.control.unplug(S.evse)
+    with step(1, "the transaction ended offline; at reconnect: not ongoing, messages in queue"):
+        _expect_status(await _queued_while_offline(booted201, tx, S.transaction_duration, end_offline), False, True)
+    with step(3, "every event of the transaction delivered, the Ended one included, offline = true"):
+        await booted201.session.expect("TransactionEvent", {"eventType": "Ended", "offline": True,
+                                                            "transactionInfo": {"transactionId": tx}}, timeout=T)
+
+
+@octt("TC_E_32_CS")
+async def test_tc_e_32_cs(booted201: ChargerUnderTest) -> None:
+    tx = await st.charging(booted201, S)
+    await st.stop_authorized_local(booted201, S)
+    await st.ev_disconnected(booted201, S)
+    await asyncio.sleep(0.3)
+    with step(1, "GetTransactionStatus of the ended transaction: not ongoing, nothing queued"):
+        _expect_status(await _status(booted201, tx), False, False)
+
+
+@octt("TC_E_33_CS")
+async def test_tc_e_33_cs(booted201: ChargerUnderTest) -> None:
+    await st.set_variables(booted201.session, SampledDataCtrlr__TxUpdatedInterval=1)
+    await _offline(booted201, 60, 2)
+    await st.charging(booted201, S)
+    with step(3, "at reconnect, without transactionId: ongoingIndicator omitted, messages in queue"):
+        _expect_status(await _queued_while_offline(booted201, None, 2.5), None, True)
+    with step(5, "the queue is flushed: Updated, meter values, offline = true"):
+        await booted201.session.expect("TransactionEvent", {"eventType": "Updated", "offline": True,
+                                                            "meterValue": lambda v: bool(v)}, timeout=T)
+
+
+@octt("TC_E_34_CS")
+async def test_tc_e_34_cs(booted201: ChargerUnderTest) -> None:
+    with step(1, "GetTransactionStatus without transactionId: ongoingIndicator omitted, nothing queued"):
+        _expect_status(await _status(booted201, None), None, False)
+
+
+# -- offline behaviour -------------------------------------------------------------------------------------
+@octt("TC_E_40_CS")
+async def test_tc_e_40_cs(booted201: ChargerUnderTest) -> None:
+    await st.set_variables(booted201.session, SampledDataCtrlr__TxUpdatedInterval=1, SampledDataCtrlr__Enabled=True)
+    await _offline(booted201, 60, 3)
+    tx = await st.charging(booted201, S)
+    with step(1, "the connection is lost for a few meter-value intervals"):
+        await booted201.control.cut_network()
+        await asyncio.sleep(3.0)
+        booted201.session.consume_all()
+        index = len(booted201.session.trace.frames)
+        await booted201.control.restore_network()
+    with step(3, "the queue is flushed: Updated with meter values and offline = true, seqNo continuous"):
+        await booted201.session.expect("TransactionEvent", {"offline": True}, timeout=T)
+        await asyncio.sleep(1.0)
+        flushed = [e for e in _events_since(booted201, index) if e.get("offline")]
+        if len(flushed) < 2:
+            raise ConformanceFailure(f"{len(flushed)} offline TransactionEvents delivered, expected one per interval")
+        for e in flushed:
+            if e["eventType"] != "Updated" or not e.get("meterValue"):
+                raise ConformanceFailure(f"flushed {show(e)}, expected Updated with meterValue")
+        _seq_continuous(_events_since(booted201, 0), tx)
+
+
+async def _retry_case(cs: ChargerUnderTest, answers: list[Any], attempts: int, interval: int) -> list[Frame]:
+    """Authorised and plugged in; the next TransactionEvent gets ``answers`` (NO_REPLY, a CallError or a
+    payload) one per transmission; returns its transmissions (frames with the same payload)."""
+    session = cs.session
+    await st.set_variables(session, OCPPCommCtrlr__MessageAttempts_I_TransactionEvent=attempts,
+                           OCPPCommCtrlr__MessageAttemptInterval_I_TransactionEvent=interval)
+    await st.authorized_local(cs, S)
+    session.consume_all()
+    session.answer("TransactionEvent", *answers)
+    await cs.control.plug_in(S.evse)
+    first = await session.expect_frame("TransactionEvent", timeout=T)
+    timeout = float(await st.get_variable(session, "OCPPCommCtrlr.MessageTimeout[Default]") or 30)
+    budget = sum(interval * k + timeout for k in range(1, attempts + 1)) + 2 * interval + T
+    deadline = time.monotonic() + budget
+    while time.monotonic() < deadline:
+        frames = [f for f in session.trace.frames if f.is_call and f.direction == "received"
+                  and f.action == "TransactionEvent" and f.payload == first.payload]
+        done = len(frames) >= len(answers) and _answered(session, frames[-1])
+        if done or len(frames) >= attempts:
+            break
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(interval * attempts + 1.0)  # one more (longer) interval: no further retry
+    return [f for f in session.trace.frames if f.is_call and f.direction == "received"
+            and f.action == "TransactionEvent" and f.payload == first.payload]
+
+
+def _answered(session: Any, frame: Frame) -> bool:
+    return any(f.direction == "sent" and f.unique_id == frame.unique_id for f in session.trace.frames)
+
+
+def _gaps(frames: list[Frame], interval: int, extra: float, what: str) -> None:
+    for k, (a, b) in enumerate(zip(frames, frames[1:]), start=1):
+        expected = interval * k + extra
+        if abs((b.time - a.time) - expected) > S.max_time_deviation + 0.5:
+            raise ConformanceFailure(f"{what}: transmission {k + 1} came {b.time - a.time:.2f} s after the previous, "
+                                     f"expected {expected:g} s (MessageAttemptInterval x {k}"
+                                     f"{' + MessageTimeout' if extra else ''})")
+
+
+@octt("TC_E_41_CS")
+async def test_tc_e_41_cs(booted201: ChargerUnderTest) -> None:
+    attempts, interval = 3, 1
+    with step(5, f"the TransactionEvent is never answered: {attempts} transmissions in all"):
+        frames = await _retry_case(booted201, [NO_REPLY] * attempts, attempts, interval)
+        if len(frames) != attempts:
+            raise ConformanceFailure(f"{len(frames)} transmissions, MessageAttempts is {attempts}")
+        timeout = float(await st.get_variable(booted201.session, "OCPPCommCtrlr.MessageTimeout[Default]") or 30)
+        _gaps(frames, interval, timeout, "no answer")
+
+
+@octt("TC_E_50_CS")
+async def test_tc_e_50_cs(booted201: ChargerUnderTest) -> None:
+    attempts, interval = 3, 1
+    with step(5, f"every transmission answered with CALLERROR InternalError: {attempts} transmissions"):
+        frames = await _retry_case(booted201, [CallError("InternalError", "test")] * attempts, attempts, interval)
+        if len(frames) != attempts:
+            raise ConformanceFailure(f"{len(frames)} transmissions, MessageAttempts is {attempts}")
+        _gaps(frames, interval, 0.0, "CALLERROR")
+
+
+@octt("TC_E_42_CS")
+async def test_tc_e_42_cs(booted201: ChargerUnderTest) -> None:
+    attempts, interval = 3, 1
+    with step(5, "the first transmission unanswered, the second answered: exactly 2"):
+        frames = await _retry_case(booted201, [NO_REPLY, {}], attempts, interval)
+        if len(frames) != 2:
+            raise ConformanceFailure(f"{len(frames)} transmissions, expected 2")
+        timeout = float(await st.get_variable(booted201.session, "OCPPCommCtrlr.MessageTimeout[Default]") or 30)
+        _gaps(frames, interval, timeout, "no answer")
+
+
+@octt("TC_E_51_CS")
+async def test_tc_e_51_cs(booted201: ChargerUnderTest) -> None:
+    attempts, interval = 3, 1
+    with step(5, "the first transmission gets a CALLERROR, the second is answered: exactly 2"):
+        frames = await _retry_case(booted201, [CallError("InternalError", "test"), {}], attempts, interval)
+        if len(frames) != 2:
+            raise ConformanceFailure(f"{len(frames)} transmissions, expected 2")
+        _gaps(frames, interval, 0.0, "CALLERROR")
+
+
+@octt("TC_E_43_CS")
+async def test_tc_e_43_cs(booted201: ChargerUnderTest) -> None:
+    session = booted201.session
+    await st.set_variables(session, AuthCtrlr__OfflineTxForUnknownIdEnabled=True)
+    await _offline(booted201, 60, 1)
+    with step("TransactionEventsInQueueEnded", "offline: a whole session, plug-in to unplug"):
+        await booted201.control.cut_network()
+        await booted201.control.plug_in(S.evse)
+        await booted201.control.present_token(S.valid_token, S.evse)
+        await asyncio.sleep(1.0)
+        await booted201.control.present_token(S.valid_token, S.evse)
+        await booted201.control.unplug(S.evse)
+        await asyncio.sleep(0.3)
+        session.consume_all()
+        index = len(session.trace.frames)
+        await booted201.control.restore_network()
+    with step(2, "the queue is flushed: every message offline, one Started, one Ended, seqNo continuous"):
+        await session.expect("TransactionEvent", {"eventType": "Ended"}, timeout=T)
+        events = _events_since(booted201, index)
+        if not all(e.get("offline") for e in events):
+            raise ConformanceFailure(f"not every flushed message has offline = true: {show(events)}")
+        kinds = [e["eventType"] for e in events]
+        if kinds.count("Started") != 1 or kinds.count("Ended") != 1:
+            raise ConformanceFailure(f"flushed events {kinds}, expected one Started and one Ended")
+        _seq_continuous(events, events[0]["transactionInfo"]["transactionId"])
+
+
+@octt("TC_E_44_CS")
+async def test_tc_e_44_cs(booted201: ChargerUnderTest) -> None:
+    session = booted201.session
+    await _offline(booted201, 60, 1)
+    tx = await st.charging(booted201, S)
+    with step(1, "offline: present the same token and unplug"):
+        await booted201.control.cut_network()
+        await booted201.control.present_token(S.valid_token, S.evse)
+        await booted201.control.unplug(S.evse)
+        await asyncio.sleep(0.5)
+        session.consume_all()
+        index = len(session.trace.frames)
+        await booted201.control.restore_network()
+    with step(4, "the queue is flushed: every message offline, the transaction Ended"):
+        await session.expect("TransactionEvent", {"eventType": "Ended", "transactionInfo": {"transactionId": tx}},
+                             timeout=T)
+        events = _events_since(booted201, index)
+        if not all(e.get("offline") for e in events):
+            raise ConformanceFailure(f"not every flushed message has offline = true: {show(events)}")
+
+
+@octt("TC_E_45_CS")
+async def test_tc_e_45_cs(booted201: ChargerUnderTest) -> None:
+    session = booted201.session
+    group = "EVHILGROUP01"
+    await _offline(booted201, 60, 1)
+    await st.id_token_local_auth_list(booted201, S, S.valid_token_2, group=group)
+    with step("Authorized", "a token of the group authorised"):
+        session.answer("Authorize", {"idTokenInfo": {"status": "Accepted", "groupIdToken": st.token(S, group)}})
+        await st.ev_connected_pre_session(booted201, S)
+        await st.authorized_local(booted201, S)
+        tx = await st.energy_transfer_started(booted201, S)
+    with step(1, "offline: another token of the same group stops it, unplug"):
+        await booted201.control.cut_network()
+        await booted201.control.present_token(S.valid_token_2, S.evse)
+        await booted201.control.unplug(S.evse)
+        await asyncio.sleep(0.5)
+        session.consume_all()
+        index = len(session.trace.frames)
+        await booted201.control.restore_network()
+    with step(4, "the queue is flushed: every message offline, the transaction Ended"):
+        await session.expect("TransactionEvent", {"eventType": "Ended", "transactionInfo": {"transactionId": tx}},
+                             timeout=T)
+        events = _events_since(booted201, index)
+        if not all(e.get("offline") for e in events):
+            raise ConformanceFailure(f"not every flushed message has offline = true: {show(events)}")
+        if not any(e["triggerReason"] == "StopAuthorized" for e in events):
+            raise ConformanceFailure(f"no StopAuthorized event among {show(events)}: the same-group token did not stop it")

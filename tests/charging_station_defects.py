@@ -1,0 +1,163 @@
+"""A catalogue of OCPP 2.0.1 charging station emulators with one seeded defect each.
+
+Each class changes one behaviour of the reference station the way real stations get it wrong. ``DEFECTS``
+says which OCTT cases must catch it; ``test_ocpp201_defects.py`` runs the suites against each
+(``--cs-emulator charging_station_defects:CLASS``) and checks that those cases fail naming the step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hil.ocpp.charging_station import ChargingStation, Evse
+from hil.ocpp.device_model import Variable
+
+
+class ForgetsOfflineFlag(ChargingStation):
+    """Never marks TransactionEvents created while offline with ``offline = true``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        enqueue = self.uplink.enqueue
+
+        def without_flag(action: str, payload: dict[str, Any], on_result: Any = None) -> Any:
+            payload.pop("offline", None)
+            return enqueue(action, payload, on_result)
+        self.uplink.enqueue = without_flag  # type: ignore[method-assign]
+
+
+class BootReasonAlwaysPowerUp(ChargingStation):
+    """Reports every boot as PowerUp, a reset included."""
+
+    def _prepare_boot(self, reason: str) -> None:
+        super()._prepare_boot("PowerUp")
+
+
+class WritesReadOnlyVariables(ChargingStation):
+    """SetVariables changes read-only variables too."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for v in self.dm:
+            if v.mutability == "ReadOnly":
+                v.mutability, v.constant = "ReadWrite", False
+
+
+class AcceptsAnyValue(ChargingStation):
+    """SetVariables does not check a value against the variable's data type."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for v in self.dm:
+            v.accepts = lambda value: True  # type: ignore[method-assign]
+
+
+class ReportInOnePartNumberedOne(ChargingStation):
+    """Sends the base report as NotifyReport parts numbered from 1."""
+
+    async def _try_call(self, action: str, payload: dict[str, Any]) -> dict[str, Any] | None:
+        if action == "NotifyReport":
+            payload = dict(payload, seqNo=payload["seqNo"] + 1)
+        return await super()._try_call(action, payload)
+
+
+class ForgetsAvailabilityOnReboot(ChargingStation):
+    """Every EVSE is operative again after a reboot."""
+
+    def _prepare_boot(self, reason: str) -> None:
+        for e in self.evses.values():
+            e.operative = True
+        super()._prepare_boot(reason)
+
+
+class DiscardsAfterCallError(ChargingStation):
+    """Drops a transaction message on the first CALLERROR instead of retrying it."""
+
+    def _retry(self) -> Any:
+        retry = super()._retry()
+        retry.attempts = 1
+        return retry
+
+
+class QueueInvisibleToStatus(ChargingStation):
+    """GetTransactionStatus always says nothing is queued."""
+
+    async def _on_get_transaction_status(self, p: dict[str, Any]) -> dict[str, Any]:
+        answer = await super()._on_get_transaction_status(p)
+        return dict(answer, messagesInQueue=False)
+
+
+class IgnoresAuthorizationCache(ChargingStation):
+    """Asks the CSMS for every token, cached or not (LocalPreAuthorize has no effect)."""
+
+    def flag(self, component: str, name: str) -> bool:
+        if (component, name) == ("AuthCtrlr", "LocalPreAuthorize"):
+            return False
+        return super().flag(component, name)
+
+
+class StopsForUnknownTransaction(ChargingStation):
+    """Accepts RequestStopTransaction for a transaction id it does not know."""
+
+    async def _on_request_stop_transaction(self, p: dict[str, Any]) -> dict[str, Any]:
+        answer = await super()._on_request_stop_transaction(p)
+        return {"status": "Accepted"} if answer["status"] == "Rejected" else answer
+
+
+class NoEVConnectionTimeout(ChargingStation):
+    """Keeps an authorisation waiting for the cable forever."""
+
+    def _connection_timeout(self, e: Evse) -> None:
+        return None
+
+
+class AnyTokenStops(ChargingStation):
+    """Any accepted token stops a transaction, whatever its group."""
+
+    async def _on_token(self, e: Evse, token: dict[str, str]) -> None:
+        tx = e.transaction
+        if tx is not None and e.token is not None:
+            info = await self.authorize(token)
+            if info.get("status") == "Accepted":
+                self._deauthorize(e, "StopAuthorized", "Local", token)
+            return
+        await super()._on_token(e, token)
+
+
+class SecondBootTriggerAccepted(ChargingStation):
+    """Accepts TriggerMessage BootNotification while already registered and boots again."""
+
+    async def _on_trigger_message(self, p: dict[str, Any]) -> dict[str, Any]:
+        if p["requestedMessage"] == "BootNotification" and self.boot_status == "Accepted":
+            self._soon(self._try_call("BootNotification", {"chargingStation": dict(self.identity),
+                                                           "reason": "Triggered"}))
+            return {"status": "Accepted"}
+        return await super()._on_trigger_message(p)
+
+
+class IgnoresBackOff(ChargingStation):
+    """Reconnects after one second whatever RetryBackOffWaitMinimum says."""
+
+    def _variable_changed(self, v: Variable) -> None:
+        super()._variable_changed(v)
+        self.uplink.backoff.wait_minimum = 0.3
+        self.uplink.backoff.repeat_times = 0
+
+
+DEFECTS: dict[str, set[str]] = {
+    "ForgetsOfflineFlag": {"TC_E_40_CS", "TC_E_43_CS", "TC_E_44_CS"},
+    "BootReasonAlwaysPowerUp": {"TC_B_21_CS", "TC_B_22_CS", "TC_B_23_CS"},
+    "WritesReadOnlyVariables": {"TC_B_39_CS"},
+    "AcceptsAnyValue": {"TC_B_11_CS"},
+    "ReportInOnePartNumberedOne": {"TC_B_12_CS", "TC_B_13_CS", "TC_B_53_CS"},
+    "ForgetsAvailabilityOnReboot": {"TC_B_23_CS"},
+    "DiscardsAfterCallError": {"TC_E_50_CS", "TC_E_51_CS"},
+    "QueueInvisibleToStatus": {"TC_E_29_CS", "TC_E_31_CS", "TC_E_33_CS"},
+    "IgnoresAuthorizationCache": {"TC_C_08_CS", "TC_C_13_CS", "TC_C_32_CS", "TC_C_41_CS"},
+    "StopsForUnknownTransaction": {"TC_F_09_CS"},
+    "NoEVConnectionTimeout": {"TC_E_39_CS", "TC_F_04_CS"},
+    "AnyTokenStops": {"TC_C_04_CS"},
+    "SecondBootTriggerAccepted": {"TC_F_26_CS"},
+    "IgnoresBackOff": {"TC_B_57_CS"},
+}
+"""Defect -> the OCTT cases that must fail against it."""

@@ -1,5 +1,6 @@
 """The control seam of a device under test: plug in, unplug, present token, cut or restore its network,
-raise or clear a fault, switch its supply off and on.
+raise or clear a fault, switch its supply off and on, make the EV pause or resume charging, and pull the
+cable out of the EV only (it stays in the charger's socket).
 
 A suite drives the device only through ``Control``, so the same test runs against evhil's emulator in CI
 and a real charger on a bench. The rig file picks the adapter (``dut.control.adapter``):
@@ -22,7 +23,7 @@ import sys
 from typing import Protocol
 
 ACTIONS = ("plug_in", "unplug", "present_token", "cut_network", "restore_network", "raise_fault", "clear_fault",
-           "power_off", "power_on")
+           "power_off", "power_on", "ev_suspend", "ev_resume", "unplug_ev_side", "plug_in_ev_side")
 
 
 class ControlError(RuntimeError):
@@ -51,6 +52,19 @@ class Control(Protocol):
         ...
 
     async def power_on(self) -> None: ...
+
+    async def ev_suspend(self, connector: int = 1) -> None:
+        """The EV stops asking for energy but stays plugged in (IEC 61851 state C to B; an EV simulator's
+        "not ready")."""
+        ...
+
+    async def ev_resume(self, connector: int = 1) -> None: ...
+
+    async def unplug_ev_side(self, connector: int = 1) -> None:
+        """Pull the cable out of the EV; a detachable cable stays in the charger's socket."""
+        ...
+
+    async def plug_in_ev_side(self, connector: int = 1) -> None: ...
 
 
 async def run_command(commands: dict[str, str], action: str, timeout: float, known: tuple[str, ...],
@@ -116,6 +130,18 @@ class CommandControl:
     async def power_on(self) -> None:
         await self._run("power_on")
 
+    async def ev_suspend(self, connector: int = 1) -> None:
+        await self._run("ev_suspend", connector=connector)
+
+    async def ev_resume(self, connector: int = 1) -> None:
+        await self._run("ev_resume", connector=connector)
+
+    async def unplug_ev_side(self, connector: int = 1) -> None:
+        await self._run("unplug_ev_side", connector=connector)
+
+    async def plug_in_ev_side(self, connector: int = 1) -> None:
+        await self._run("plug_in_ev_side", connector=connector)
+
 
 class PromptControl:
     """Asks the person at the bench to carry out each action and waits for Enter."""
@@ -160,6 +186,18 @@ class PromptControl:
 
     async def power_on(self) -> None:
         await self._ask("Switch the charger's supply on again")
+
+    async def ev_suspend(self, connector: int = 1) -> None:
+        await self._ask(f"Make the EV on connector {connector} stop requesting energy (state B), keep it plugged in")
+
+    async def ev_resume(self, connector: int = 1) -> None:
+        await self._ask(f"Make the EV on connector {connector} request energy again (state C)")
+
+    async def unplug_ev_side(self, connector: int = 1) -> None:
+        await self._ask(f"Pull the cable of connector {connector} out of the EV, leave it in the charger")
+
+    async def plug_in_ev_side(self, connector: int = 1) -> None:
+        await self._ask(f"Plug the cable of connector {connector} back into the EV")
 
 
 CSMS_ACTIONS = ("remote_start", "remote_stop", "reset", "unlock", "get_configuration", "change_configuration",

@@ -121,6 +121,9 @@ class Connector:
     reported: str | None = None
     """The last status sent to the CSMS."""
     suspended: bool = False
+    """The charge point withholds energy (SuspendedEVSE)."""
+    ev_suspended: bool = False
+    """The EV does not ask for energy (SuspendedEV)."""
 
 
 class ChargePoint:
@@ -229,6 +232,13 @@ class ChargePoint:
     async def present_token(self, token: str, connector: int = 1) -> None:
         await self._on_token(self._connector(connector), token)
 
+    async def unplug_ev_side(self, connector: int = 1) -> None:
+        """This emulator does not model the cable in the socket: as ``unplug``."""
+        await self.unplug(connector)
+
+    async def plug_in_ev_side(self, connector: int = 1) -> None:
+        await self.plug_in(connector)
+
     async def cut_network(self) -> None:
         await self.uplink.cut()
 
@@ -267,6 +277,21 @@ class ChargePoint:
         self.uplink.boot_accepted.clear()
         self.uplink._first = True
         await self.start()
+
+    async def ev_suspend(self, connector: int = 1) -> None:
+        """The EV stops drawing current while plugged in: SuspendedEV during a transaction."""
+        c = self._connector(connector)
+        c.ev_suspended = True
+        if c.transaction is not None and c.status == "Charging":
+            await self._set_status(c, "SuspendedEV")
+        self._apply_limit(c)
+
+    async def ev_resume(self, connector: int = 1) -> None:
+        c = self._connector(connector)
+        c.ev_suspended = False
+        if c.transaction is not None and c.status == "SuspendedEV":
+            await self._set_status(c, "Charging")
+        self._apply_limit(c)
 
     async def raise_fault(self, connector: int = 1, error_code: str = "GroundFailure") -> None:
         c = self._connector(connector)
@@ -368,7 +393,7 @@ class ChargePoint:
     def _apply_limit(self, c: Connector) -> None:
         if c.outlet is None:
             return
-        if c.transaction is None or c.suspended or c.status not in ("Charging", "SuspendedEV"):
+        if c.transaction is None or c.suspended or c.ev_suspended or c.status not in ("Charging", "SuspendedEV"):
             if c.outlet.energized:
                 c.outlet.de_energize()
             return
@@ -522,6 +547,7 @@ class ChargePoint:
             await self._set_status(c, "Preparing")
 
     async def _on_unplug(self, c: Connector) -> None:
+        c.ev_suspended = False
         if c.transaction is not None and self.cfg_bool("StopTransactionOnEVSideDisconnect"):
             await self._stop_transaction(c, "EVDisconnected")
         await self._set_status(c, self._idle_status(c) if c.transaction is None else "SuspendedEV")

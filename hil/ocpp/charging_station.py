@@ -102,6 +102,8 @@ class Evse:
     evse_suspended: bool = False
     reported: str | None = None
     """The connector status last sent to the CSMS."""
+    cable_in_socket: bool = False
+    """A detachable cable is in the socket (it stays there when the EV side is unplugged)."""
 
 
 @dataclass
@@ -114,7 +116,8 @@ class CachedToken:
 class ChargingStation:
     """An emulated OCPP 2.0.1 charging station ``cs_id`` connecting to ``csms_url`` (a ws:// base URL).
 
-    ``outlets`` are the EVSEs' plant ports (EVSE k is ``outlets[k-1]``). ``variables`` seeds device-model
+    ``outlets`` are the EVSEs' plant ports (EVSE k is ``outlets[k-1]``); their connectors are sockets
+    for a detachable cable unless ``fixed_cable``. ``variables`` seeds device-model
     values by label (``"TxCtrlr.TxStartPoint": "EVConnected"``, ``"OCPPCommCtrlr.MessageTimeout[Default]":
     "5"``), read-only ones included: how a station is built with other settings. ``evse_reset`` says
     whether a single EVSE can be reset; ``smart_charging`` whether the station has the Smart Charging
@@ -124,14 +127,16 @@ class ChargingStation:
     def __init__(self, cs_id: str, csms_url: str, outlets: list[Outlet], *, password: str | None = None,
                  tls: Any = None, variables: dict[str, str] | None = None, vendor: str = "evhil",
                  model: str = "reference-cs", serial: str = "EVHIL-0201", firmware: str = "0.1.0",
-                 evse_reset: bool = True, smart_charging: bool = True, validate: bool = True) -> None:
+                 evse_reset: bool = True, smart_charging: bool = True, fixed_cable: bool = False,
+                 validate: bool = True) -> None:
         self.id = cs_id
         self.evse_reset = evse_reset
+        self.fixed_cable = fixed_cable
         self.smart_charging = smart_charging
         self.backup_power = True
         """Ends its transactions (reason PowerLoss) before going down when the supply fails."""
         self.dm: DeviceModel = standard_model(cs_id, len(outlets), vendor=vendor, model=model,
-                                              smart_charging=smart_charging)
+                                              smart_charging=smart_charging, fixed_cable=fixed_cable)
         self.dm.seed(variables or {})
         self.evses = {k + 1: Evse(k + 1, o) for k, o in enumerate(outlets)}
         self.identity = {"model": model, "vendorName": vendor, "serialNumber": serial, "firmwareVersion": firmware}
@@ -144,16 +149,20 @@ class ChargingStation:
         self.local_list: dict[str, dict[str, Any]] = {}
         self.local_list_version = 0
         self.network_profiles: dict[int, dict[str, Any]] = {0: {"ocppCsmsUrl": csms_url, "securityProfile": 1}}
+        """Configuration slot -> NetworkConnectionProfile (slot 0: the URL the station was built with)."""
         self.boot_status: str | None = None
         self.boot_reason = "PowerUp"
         self.reset_scheduled = False
         self.reset_evses: set[int] = set()
         self.offline_since: float | None = None
+        self._profile_failures = 0
+        """Failed connection attempts on the active network profile since it was chosen."""
         self._boot_now = asyncio.Event()
         self._live()
         self.uplink = Uplink(csms_url, cs_id, VERSION, self._handlers(), self._on_connected, password=password,
                              tls=tls, backoff=self._backoff(), validate=validate,
-                             response_timeout=float(self.dm.integer("OCPPCommCtrlr", "MessageTimeout", "Default")))
+                             response_timeout=float(self.dm.integer("OCPPCommCtrlr", "MessageTimeout", "Default")),
+                             on_failure=self._connection_failed)
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -253,13 +262,27 @@ class ChargingStation:
 
     async def plug_in(self, connector: int = 1) -> None:
         e = self._evse(connector)
+        e.cable_in_socket = not self.fixed_cable
         e.outlet.plug(True)
         await self._on_plug(e)
 
     async def unplug(self, connector: int = 1) -> None:
         e = self._evse(connector)
+        e.cable_in_socket = False
         e.outlet.plug(False)
         await self._on_unplug(e)
+
+    async def unplug_ev_side(self, connector: int = 1) -> None:
+        """The cable is pulled out of the EV; a detachable cable stays in the station's socket."""
+        e = self._evse(connector)
+        e.outlet.plug(False)
+        await self._on_unplug(e)
+
+    async def plug_in_ev_side(self, connector: int = 1) -> None:
+        """The cable left in the socket (or the fixed cable) goes back into the EV."""
+        e = self._evse(connector)
+        e.outlet.plug(True)
+        await self._on_plug(e)
 
     async def present_token(self, token: str, connector: int = 1) -> None:
         await self._on_token(self._evse(connector), id_token(token))
@@ -321,7 +344,7 @@ class ChargingStation:
             return "Faulted"
         if not e.operative and e.transaction is None:
             return "Unavailable"
-        if e.outlet.plugged_in or e.transaction is not None:
+        if e.outlet.plugged_in or e.cable_in_socket:
             return "Occupied"
         return "Available"
 
@@ -361,6 +384,8 @@ class ChargingStation:
 
     # -- boot -----------------------------------------------------------------------------------------
     def _prepare_boot(self, reason: str) -> None:
+        """Before (re)booting: the boot reason, the network profile of highest priority, nothing reported."""
+        self._use_profile(self._priority()[0])
         self.boot_reason = reason
         self.boot_status = None
         self.uplink.boot_accepted.clear()
@@ -435,6 +460,8 @@ class ChargingStation:
                 now = e.outlet.plugged_in
                 if now != plugged[k]:
                     plugged[k] = now
+                    if not now:
+                        e.cable_in_socket = False  # taken out in the plant: the cable is gone too
                     await (self._on_plug(e) if now else self._on_unplug(e))
                 if e.token is not None and not now and loop.time() - e.authorized_at > self.number(
                         "TxCtrlr", "EVConnectionTimeOut"):
@@ -577,7 +604,7 @@ class ChargingStation:
             self._event(e, tx, "Ended", trigger, token=token, meter=self.meter_value(
                 e, "Transaction.End", self.dm.members("SampledDataCtrlr", "TxEndedMeasurands")))
             e.token, e.token_info, e.remote_start_id = None, {}, None
-            e.ev_suspended = e.evse_suspended = False
+            e.evse_suspended = False
             self.profiles.end_transaction(e.id)
             for pid in [pid for pid, (evse, raw) in self.raw_profiles.items()
                         if evse == e.id and raw["chargingProfilePurpose"] == "TxProfile"]:
@@ -678,7 +705,7 @@ class ChargingStation:
         self._update(e, "CablePluggedIn")
 
     async def _on_unplug(self, e: Evse) -> None:
-        e.energy_flowing = False
+        e.energy_flowing = e.ev_suspended = False
         e.outlet.de_energize()
         tx = e.transaction
         if tx is not None and "EVConnected" not in self.dm.members("TxCtrlr", "TxStopPoint") and (
@@ -686,6 +713,7 @@ class ChargingStation:
             e.token = None
             self._update(e, "EVCommunicationLost", stop_reason="EVDisconnected", force_end=True)
         else:
+            e.authorized_at = asyncio.get_running_loop().time()  # EVConnectionTimeOut runs again
             self._update(e, "EVCommunicationLost")
         await self._report(e)
 
@@ -860,7 +888,8 @@ class ChargingStation:
         await self._reboot("RemoteReset")
 
     async def _reboot(self, reason: str) -> None:
-        """Restart: deliver what is queued if possible, drop the connection, boot again with ``reason``."""
+        """Restart: deliver what is queued if possible, drop the connection, boot again with ``reason`` on the
+        network profile of highest priority."""
         if self.uplink.queue:
             try:
                 await self.uplink.drain(timeout=5.0)
@@ -870,6 +899,29 @@ class ChargingStation:
             e.token, e.token_info, e.remote_start_id = None, {}, None
         self._prepare_boot(reason)
         await self.uplink.reconnect(first=True)
+
+    def _priority(self) -> list[int]:
+        """OCPPCommCtrlr.NetworkConfigurationPriority: the configured slots, best first."""
+        slots = [int(v) for v in self.dm.members("OCPPCommCtrlr", "NetworkConfigurationPriority")
+                 if int(v) in self.network_profiles]
+        return slots or [0]
+
+    def _use_profile(self, slot: int) -> None:
+        self._profile_failures = 0
+        self.uplink.url = self.network_profiles[slot]["ocppCsmsUrl"]
+        self.dm.lookup("OCPPCommCtrlr", "ActiveNetworkProfile").value = str(slot)
+
+    def _connection_failed(self, failures: int) -> None:
+        """After NetworkProfileConnectionAttempts failed attempts on one profile, try the next by priority."""
+        attempts = max(1, self.number("OCPPCommCtrlr", "NetworkProfileConnectionAttempts"))
+        priority = self._priority()
+        self._profile_failures += 1
+        if len(priority) > 1 and self._profile_failures >= attempts:
+            self._profile_failures = 0
+            active = self.number("OCPPCommCtrlr", "ActiveNetworkProfile")
+            slot = priority[(priority.index(active) + 1) % len(priority)] if active in priority else priority[0]
+            log.info("%s: %d attempts failed on network profile %d, falling back to %d", self.id, attempts, active, slot)
+            self._use_profile(slot)
 
     async def _on_set_network_profile(self, p: dict[str, Any]) -> dict[str, Any]:
         slots = self.dm.lookup("OCPPCommCtrlr", "NetworkConfigurationPriority").allowed()
@@ -1118,7 +1170,10 @@ class ChargingStation:
         unit = p.get("chargingRateUnit", "A")
         if (evse_id != 0 and evse_id not in self.evses) or unit not in self._sc_members("RateUnit"):
             return {"status": "Rejected"}
-        start = datetime.now(timezone.utc).replace(microsecond=0)
+        # whole seconds, rounded up: a start before now could lie before the running transaction began, and a
+        # Relative TxProfile would then show the local limit for that fraction of a second
+        now = datetime.now(timezone.utc)
+        start = now.replace(microsecond=0) + timedelta(seconds=1 if now.microsecond else 0)
         duration = int(p["duration"])
 
         def composite(evse: int, rating: float, outlet: Outlet, tx: Transaction | None) -> sc.CompositeSchedule:

@@ -254,11 +254,12 @@ class DeviceModel:
 
 
 def standard_model(cs_id: str, evses: int, *, vendor: str, model: str, smart_charging: bool = True,
-                   message_timeout: int = 30) -> DeviceModel:
+                   fixed_cable: bool = False, message_timeout: int = 30) -> DeviceModel:
     """The device model of evhil's reference station: every required variable of the Core controllers
     (OCPPCommCtrlr, TxCtrlr, DeviceDataCtrlr, ClockCtrlr, SecurityCtrlr, SampledDataCtrlr,
     AlignedDataCtrlr, AuthCtrlr), the authorisation cache, the local list, smart charging, and the
-    ChargingStation / EVSE / Connector components, one connector per EVSE."""
+    ChargingStation / EVSE / Connector components, one Type 2 connector per EVSE (a socket, or with
+    ``fixed_cable`` a cable attached)."""
     dm = DeviceModel()
     measurands = ",".join(MEASURANDS)
     points = ",".join(TX_POINTS)
@@ -283,7 +284,8 @@ def standard_model(cs_id: str, evses: int, *, vendor: str, model: str, smart_cha
         v("Connector", "AvailabilityState", "Available", "OptionList", ro, evse=e, connector=1,
           values_list="Available,Occupied,Reserved,Unavailable,Faulted", persistent=False)
         v("Connector", "Available", "true", "boolean", ro, evse=e, connector=1, constant=True)
-        v("Connector", "ConnectorType", "cType2", "string", ro, evse=e, connector=1, constant=True)
+        v("Connector", "ConnectorType", "cType2" if fixed_cable else "sType2", "string", ro, evse=e, connector=1,
+          constant=True)  # ConnectorEnumType: cType2 has a cable attached, sType2 is a socket
         v("Connector", "SupplyPhases", "3", "integer", ro, evse=e, connector=1, constant=True)
 
     c = "OCPPCommCtrlr"

@@ -233,6 +233,15 @@ async def energy_transfer_started(cs: ChargerUnderTest, s: Settings = SETTINGS) 
     return str(event["transactionInfo"]["transactionId"])
 
 
+async def energy_transfer_suspended(cs: ChargerUnderTest, s: Settings = SETTINGS) -> dict[str, Any] | None:
+    """RS EnergyTransferSuspended (after EnergyTransferStarted): the EV stops asking for energy; the
+    TransactionEvent SuspendedEV, or the Ended one when EnergyTransfer is a stop point (returned)."""
+    with step("EnergyTransferSuspended", "the EV suspends charging"):
+        await cs.control.ev_suspend(s.evse)
+        return await cs.session.expect("TransactionEvent", event_match(
+            event_type=("Updated", "Ended"), state=("SuspendedEV", "EVConnected")), timeout=s.message_timeout)
+
+
 async def charging(cs: ChargerUnderTest, s: Settings = SETTINGS, value: str | None = None) -> str:
     """EVConnectedPreSession, Authorized (local) and EnergyTransferStarted; returns the transactionId."""
     await ev_connected_pre_session(cs, s)

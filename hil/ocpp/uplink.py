@@ -89,6 +89,9 @@ class Uplink:
     validate: bool = True
     seed: int = 0
     trace: Trace = field(default_factory=Trace)
+    on_failure: Callable[[int], None] | None = None
+    """Called with the number of consecutive failed connection attempts after each one (a station uses it
+    to fall back to another network profile, changing ``url``)."""
 
     def __post_init__(self) -> None:
         self.connection: Connection | None = None
@@ -187,6 +190,8 @@ class Uplink:
                 wait = self.backoff.wait(failures, self._rng)
                 failures += 1
                 log.info("%s: cannot connect to %s (%s); next attempt in %.1f s", self.cs_id, self.url, exc, wait)
+                if self.on_failure is not None:
+                    self.on_failure(failures)
                 await asyncio.sleep(wait)
                 continue
             if ws.subprotocol != SUBPROTOCOLS[self.version]:

@@ -577,3 +577,100 @@ async def test_tc_b_41_cs(booted201: ChargerUnderTest) -> None:
 
 def _skip_evse_reset() -> None:
     pytest.skip("not applicable: the station resets single EVSEs (C-13); TC_B_25_CS to TC_B_27_CS apply")
+
+
+# -- B45, B46, B49 network profile migration -----------------------------------------------------------------
+async def _second_endpoint(cs: ChargerUnderTest, csms: CSMS) -> CSMS:
+    """Another CSMS endpoint on the harness's host (a new URL the station can migrate to)."""
+    return await CSMS(csms.host, 0, versions=("2.0.1",), charge_points=csms.charge_points,
+                      heartbeat_interval=csms.heartbeat_interval).start()
+
+
+async def _migrate(cs: ChargerUnderTest, url: str) -> int:
+    """Steps 1-6 of TC_B_45: the new profile in a free slot, priority new,old, reset. Returns the slot."""
+    session = cs.session
+    active = int(await st.get_variable(session, "OCPPCommCtrlr.ActiveNetworkProfile") or 0)
+    slot = 1 if active != 1 else 0
+    with step(1, f"SetNetworkProfile slot {slot} with the new endpoint: Accepted"):
+        await session.call_expect("SetNetworkProfile", {"configurationSlot": slot, "connectionData": {
+            "messageTimeout": 30, "ocppCsmsUrl": url, "ocppInterface": "Wired0", "ocppTransport": "JSON",
+            "ocppVersion": "OCPP20", "securityProfile": 1}}, "Accepted")
+    with step(3, f"SetVariables NetworkConfigurationPriority = {slot},{active}: Accepted or RebootRequired"):
+        results = await _set(cs, {"component": {"name": "OCPPCommCtrlr"},
+                                  "variable": {"name": "NetworkConfigurationPriority"},
+                                  "attributeValue": f"{slot},{active}"})
+        if results[0]["attributeStatus"] not in ("Accepted", "RebootRequired"):
+            raise ConformanceFailure(f"attributeStatus {results[0]['attributeStatus']}, expected Accepted or RebootRequired")
+    with step(5, "Reset OnIdle: Accepted"):
+        await session.call_expect("Reset", {"type": "OnIdle"}, "Accepted")
+    return slot
+
+
+async def _booted_on(cs: ChargerUnderTest, session: Any, timeout: float) -> None:
+    with step(7, f"Booted on {session.where}"):
+        await session.expect("BootNotification", timeout=timeout)
+        for evse in range(1, cs.connectors + 1):
+            await session.expect("StatusNotification", st.status_match(S, "Available", evse), timeout=T)
+
+
+@octt("TC_B_45_CS")
+async def test_tc_b_45_cs(booted201: ChargerUnderTest, csms: CSMS) -> None:
+    other = await _second_endpoint(booted201, csms)
+    try:
+        await _migrate(booted201, other.url)
+        await _booted_on(booted201, other.session(booted201.session.id), T + 5)
+    finally:
+        await other.stop()
+
+
+@octt("TC_B_46_CS")
+async def test_tc_b_46_cs(booted201: ChargerUnderTest, csms: CSMS) -> None:
+    session = booted201.session
+    await st.set_variables(session, OCPPCommCtrlr__NetworkProfileConnectionAttempts=2,
+                           OCPPCommCtrlr__RetryBackOffWaitMinimum=1, OCPPCommCtrlr__RetryBackOffRandomRange=0,
+                           OCPPCommCtrlr__RetryBackOffRepeatTimes=0)
+    other = await _second_endpoint(booted201, csms)
+    try:
+        other.refuse(3600)
+        await _migrate(booted201, other.url)
+        session.consume_all()
+        await _booted_on(booted201, session, T + 10)
+        with step(7, "exactly NetworkProfileConnectionAttempts (2) attempts on the new endpoint before the fallback"):
+            tried = len(other.handshakes.get(session.id, []))
+            if tried != 2:
+                raise ConformanceFailure(f"{tried} connection attempts on the new endpoint, expected 2")
+    finally:
+        await other.stop()
+
+
+@octt("TC_B_49_CS")
+async def test_tc_b_49_cs(booted201: ChargerUnderTest, csms: CSMS) -> None:
+    session = booted201.session
+    wait = S.retry_back_off_wait_minimum
+    await st.set_variables(session, OCPPCommCtrlr__NetworkProfileConnectionAttempts=1,
+                           OCPPCommCtrlr__RetryBackOffRepeatTimes=0, OCPPCommCtrlr__RetryBackOffRandomRange=0,
+                           OCPPCommCtrlr__RetryBackOffWaitMinimum=wait)
+    other = await _second_endpoint(booted201, csms)
+    try:
+        other.refuse(3600)
+        csms.refuse(3600)
+        handshakes = csms.handshakes.setdefault(session.id, [])
+        before = len(handshakes)
+        await _migrate(booted201, other.url)
+        session.consume_all()
+        with step(9, "the station falls back to the previous endpoint, which refuses once"):
+            deadline = time.monotonic() + T + 2 * wait
+            while len(handshakes) == before and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            csms.refuse(0)
+        await _booted_on(booted201, session, T + 4 * wait)
+        with step(11, f"the retry on the previous profile waited at least RetryBackOffWaitMinimum ({wait} s)"):
+            mine = handshakes[before:]
+            if len(mine) < 2:
+                raise ConformanceFailure(f"{len(mine)} attempts on the previous endpoint, expected a refused one "
+                                         "and an accepted retry")
+            if mine[-1] - mine[-2] < wait - S.max_time_deviation:
+                raise ConformanceFailure(f"retried {mine[-1] - mine[-2]:.2f} s after the refused attempt, "
+                                         f"RetryBackOffWaitMinimum is {wait} s")
+    finally:
+        await other.stop()

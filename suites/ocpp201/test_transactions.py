@@ -9,6 +9,8 @@ import time
 import uuid
 from typing import Any
 
+import pytest
+
 from hil.ocpp import states201 as st
 from hil.ocpp.conformance import ConformanceFailure, octt, show, step
 from hil.ocpp.fixtures import ChargerUnderTest
@@ -563,3 +565,157 @@ async def test_tc_e_45_cs(booted201: ChargerUnderTest) -> None:
             raise ConformanceFailure(f"not every flushed message has offline = true: {show(events)}")
         if not any(e["triggerReason"] == "StopAuthorized" for e in events):
             raise ConformanceFailure(f"no StopAuthorized event among {show(events)}: the same-group token did not stop it")
+
+
+# -- the EV pauses -----------------------------------------------------------------------------------------
+@octt("TC_E_22_CS")
+async def test_tc_e_22_cs(booted201: ChargerUnderTest) -> None:
+    await st.set_variables(booted201.session, TxCtrlr__TxStopPoint="EnergyTransfer")
+    tx = await st.charging(booted201, S)
+    with step(1, "the EV suspends charging: ChargingStateChanged, the transaction ends"):
+        await booted201.control.ev_suspend(S.evse)
+        event = await booted201.session.expect("TransactionEvent", st.event_match(
+            trigger="ChargingStateChanged", tx=tx, state=("EVConnected", "SuspendedEV")), timeout=T)
+        state, kind = event["transactionInfo"]["chargingState"], event["eventType"]
+        reason = event["transactionInfo"].get("stoppedReason")
+        if not ((state == "EVConnected" and kind == "Ended") or (state == "SuspendedEV" and reason == "StoppedByEV")):
+            raise ConformanceFailure(f"TransactionEvent {show(event)}: expected Ended in EVConnected, or SuspendedEV "
+                                     "with stoppedReason StoppedByEV")
+
+
+@octt("TC_E_38_CS")
+async def test_tc_e_38_cs(booted201: ChargerUnderTest) -> None:
+    await st.authorized_local(booted201, S)
+    with step(1, "an EV that does not ask for energy is plugged in"):
+        await booted201.control.ev_suspend(S.evse)
+        await st.ev_connected_pre_session(booted201, S)
+    with step(2, "TransactionEvent ChargingStateChanged, SuspendedEV"):
+        await booted201.session.expect("TransactionEvent", st.event_match(
+            trigger="ChargingStateChanged", state="SuspendedEV"), timeout=T)
+
+
+# -- the EV side of the cable ------------------------------------------------------------------------------
+async def _fixed_cable(cs: ChargerUnderTest) -> bool:
+    """Whether the connector has a cable attached (ConnectorEnumType c...) rather than a socket (s...)."""
+    answer = await cs.session.call("GetVariables", {"getVariableData": [{
+        "component": {"name": "Connector", "evse": {"id": S.evse, "connectorId": S.connector}},
+        "variable": {"name": "ConnectorType"}}]})
+    kind = answer["getVariableResult"][0].get("attributeValue", "")
+    return kind.startswith("c")
+
+
+async def _ev_side_disconnect(cs: ChargerUnderTest, s: st.Settings = S, **match: Any) -> dict[str, Any]:
+    with step(1, "the cable is pulled out of the EV: TransactionEvent EVCommunicationLost, Idle"):
+        await cs.control.unplug_ev_side(s.evse)
+        return await cs.session.expect("TransactionEvent", st.event_match(
+            trigger="EVCommunicationLost", state="Idle", **match), timeout=T)
+
+
+def _stopped(event: dict[str, Any], *reasons: str) -> None:
+    reason = event["transactionInfo"].get("stoppedReason")
+    if reason not in reasons:
+        raise ConformanceFailure(f"stoppedReason {reason}, expected {' or '.join(reasons)}")
+
+
+async def _station_side_after(cs: ChargerUnderTest, unlock_with_token: bool) -> None:
+    with step(2, "unplug at the station side" + (" after presenting the start token to unlock" if unlock_with_token else "")):
+        if unlock_with_token:
+            await cs.control.present_token(S.valid_token, S.evse)
+        await cs.control.unplug(S.evse)
+    with step(3, "the connector is reported Available"):
+        await cs.session.expect("StatusNotification", st.status_match(S, "Available"), timeout=T)
+
+
+@octt("TC_E_17_CS")
+async def test_tc_e_17_cs(booted201: ChargerUnderTest) -> None:
+    await _auth_defaults(booted201, TxCtrlr__TxStopPoint="PowerPathClosed", TxCtrlr__StopTxOnEVSideDisconnect=True,
+                         OCPPCommCtrlr__UnlockOnEVSideDisconnect=False)
+    await st.charging(booted201, S)
+    await st.energy_transfer_suspended(booted201, S)
+    event = await _ev_side_disconnect(booted201, event_type="Ended")
+    _stopped(event, "EVDisconnected")
+    await _station_side_after(booted201, unlock_with_token=not await _fixed_cable(booted201))
+
+
+@octt("TC_E_20_CS")
+async def test_tc_e_20_cs(booted201: ChargerUnderTest) -> None:
+    await st.set_variables(booted201.session, TxCtrlr__TxStopPoint="EVConnected", TxCtrlr__StopTxOnEVSideDisconnect=False)
+    await st.charging(booted201, S)
+    await st.energy_transfer_suspended(booted201, S)
+    event = await _ev_side_disconnect(booted201, event_type="Ended")
+    _stopped(event, "EVDisconnected")
+
+
+@octt("TC_E_24_CS")
+async def test_tc_e_24_cs(booted201: ChargerUnderTest) -> None:
+    if await _fixed_cable(booted201):
+        pytest.skip("not applicable: the connector has a fixed cable (HFS-1 is a detachable cable)")
+    await st.set_variables(booted201.session, TxCtrlr__StopTxOnEVSideDisconnect=True,
+                           OCPPCommCtrlr__UnlockOnEVSideDisconnect=True)
+    await st.charging(booted201, S)
+    await st.energy_transfer_suspended(booted201, S)
+    await _ev_side_disconnect(booted201)
+    await _station_side_after(booted201, unlock_with_token=False)
+
+
+@octt("TC_E_25_CS")
+async def test_tc_e_25_cs(booted201: ChargerUnderTest) -> None:
+    await st.set_variables(booted201.session, TxCtrlr__StopTxOnEVSideDisconnect=True,
+                           OCPPCommCtrlr__UnlockOnEVSideDisconnect=False)
+    await st.charging(booted201, S)
+    await st.energy_transfer_suspended(booted201, S)
+    await _ev_side_disconnect(booted201)
+    await _station_side_after(booted201, unlock_with_token=not await _fixed_cable(booted201))
+
+
+@octt("TC_E_26_CS")
+async def test_tc_e_26_cs(booted201: ChargerUnderTest) -> None:
+    session = booted201.session
+    fixed = await _fixed_cable(booted201)
+    await st.set_variables(session, TxCtrlr__TxStopPoint="Authorized", TxCtrlr__StopTxOnEVSideDisconnect=False,
+                           OCPPCommCtrlr__UnlockOnEVSideDisconnect=False, TxCtrlr__EVConnectionTimeOut=30)
+    tx = await st.charging(booted201, S)
+    await st.energy_transfer_suspended(booted201, S)
+    await _ev_side_disconnect(booted201, event_type="Updated", tx=tx)
+    if fixed:
+        with step(3, "fixed cable: the connector is reported Available"):
+            await session.expect("StatusNotification", st.status_match(S, "Available"), timeout=T)
+    with step(4, "the cable goes back into the EV: CablePluggedIn, EVConnected, the transaction goes on"):
+        await booted201.control.ev_resume(S.evse)
+        await booted201.control.plug_in_ev_side(S.evse)
+        await session.expect("TransactionEvent", st.event_match(
+            event_type="Updated", trigger="CablePluggedIn", state="EVConnected", tx=tx), timeout=T)
+    with step(7, "charging resumes: ChargingStateChanged, Charging"):
+        await session.expect("TransactionEvent", st.event_match(
+            event_type="Updated", trigger="ChargingStateChanged", state="Charging", tx=tx), timeout=T)
+
+
+@octt("TC_E_27_CS")
+async def test_tc_e_27_cs(booted201: ChargerUnderTest) -> None:
+    session = booted201.session
+    if not await _fixed_cable(booted201):
+        pytest.skip("not applicable: the connector is a socket for a detachable cable (HFS-2 is a fixed cable)")
+    timeout = S.ev_connection_timeout
+    await st.set_variables(session, TxCtrlr__TxStopPoint="Authorized", TxCtrlr__StopTxOnEVSideDisconnect=False,
+                           OCPPCommCtrlr__UnlockOnEVSideDisconnect=False, TxCtrlr__EVConnectionTimeOut=timeout)
+    tx = await st.charging(booted201, S)
+    await st.energy_transfer_suspended(booted201, S)
+    await _ev_side_disconnect(booted201, event_type="Updated", tx=tx)
+    with step(3, "the connector is reported Available"):
+        await session.expect("StatusNotification", st.status_match(S, "Available"), timeout=T)
+    with step(5, f"not reconnected within EVConnectionTimeOut ({timeout} s): EVConnectTimeout, Ended, Timeout"):
+        event = await session.expect("TransactionEvent", st.event_match(trigger="EVConnectTimeout", tx=tx),
+                                     timeout=timeout + T)
+        if event["eventType"] != "Ended":
+            raise ConformanceFailure(f"eventType {event['eventType']}, expected Ended (TxStopPoint Authorized)")
+        _stopped(event, "Timeout")
+
+
+@octt("TC_E_37_CS")
+async def test_tc_e_37_cs(booted201: ChargerUnderTest) -> None:
+    await st.set_variables(booted201.session, TxCtrlr__TxStopPoint="PowerPathClosed",
+                           TxCtrlr__StopTxOnEVSideDisconnect=False)
+    await st.charging(booted201, S)
+    await st.energy_transfer_suspended(booted201, S)
+    event = await _ev_side_disconnect(booted201, event_type="Ended")
+    _stopped(event, "StoppedByEV", "EVDisconnected")

@@ -1,6 +1,6 @@
 """The control seam of a device under test: plug in, unplug, present token, cut or restore its network,
-raise or clear a fault, switch its supply off and on, make the EV pause or resume charging, and pull the
-cable out of the EV only (it stays in the charger's socket).
+raise or clear a fault, switch its supply off and on, make the EV pause or resume charging, pull the
+cable out of the EV only (it stays in the charger's socket), and drive into or out of the parking bay.
 
 A suite drives the device only through ``Control``, so the same test runs against evhil's emulator in CI
 and a real charger on a bench. The rig file picks the adapter (``dut.control.adapter``):
@@ -23,7 +23,7 @@ import sys
 from typing import Protocol
 
 ACTIONS = ("plug_in", "unplug", "present_token", "cut_network", "restore_network", "raise_fault", "clear_fault",
-           "power_off", "power_on", "ev_suspend", "ev_resume", "unplug_ev_side", "plug_in_ev_side")
+           "power_off", "power_on", "ev_suspend", "ev_resume", "unplug_ev_side", "plug_in_ev_side", "bay_enter", "bay_leave")
 
 
 class ControlError(RuntimeError):
@@ -65,6 +65,12 @@ class Control(Protocol):
         ...
 
     async def plug_in_ev_side(self, connector: int = 1) -> None: ...
+
+    async def bay_enter(self, connector: int = 1) -> None:
+        """A vehicle drives into the connector's parking bay (its occupancy sensor)."""
+        ...
+
+    async def bay_leave(self, connector: int = 1) -> None: ...
 
 
 async def run_command(commands: dict[str, str], action: str, timeout: float, known: tuple[str, ...],
@@ -142,6 +148,12 @@ class CommandControl:
     async def plug_in_ev_side(self, connector: int = 1) -> None:
         await self._run("plug_in_ev_side", connector=connector)
 
+    async def bay_enter(self, connector: int = 1) -> None:
+        await self._run("bay_enter", connector=connector)
+
+    async def bay_leave(self, connector: int = 1) -> None:
+        await self._run("bay_leave", connector=connector)
+
 
 class PromptControl:
     """Asks the person at the bench to carry out each action and waits for Enter."""
@@ -198,6 +210,12 @@ class PromptControl:
 
     async def plug_in_ev_side(self, connector: int = 1) -> None:
         await self._ask(f"Plug the cable of connector {connector} back into the EV")
+
+    async def bay_enter(self, connector: int = 1) -> None:
+        await self._ask(f"Drive a vehicle into the parking bay of connector {connector}")
+
+    async def bay_leave(self, connector: int = 1) -> None:
+        await self._ask(f"Drive the vehicle out of the parking bay of connector {connector}")
 
 
 CSMS_ACTIONS = ("remote_start", "remote_stop", "reset", "unlock", "get_configuration", "change_configuration",

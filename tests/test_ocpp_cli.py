@@ -9,17 +9,20 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_charge_point_emulator_boots_against_the_standalone_csms() -> None:
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+def test_charge_point_emulator_boots_against_the_standalone_csms(version: str) -> None:
     csms = subprocess.Popen([sys.executable, "-m", "hil.cli", "csms", "--json", "--any"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         url = json.loads(csms.stdout.readline())["url"]  # type: ignore[union-attr]
         assert url.startswith("ws://127.0.0.1:")
-        cp = subprocess.Popen([sys.executable, "-m", "hil.cli", "charge-point", "--csms", url, "--id", "CLI-CP"],
-                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cp = subprocess.Popen([sys.executable, "-m", "hil.cli", "charge-point", "--csms", url, "--id", "CLI-CP",
+                               "--ocpp", version], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(4.0)
         cp.send_signal(signal.SIGINT)
         cp_out, cp_err = cp.communicate(timeout=20)

@@ -239,6 +239,12 @@ class ChargePoint:
     async def plug_in_ev_side(self, connector: int = 1) -> None:
         await self.plug_in(connector)
 
+    async def bay_enter(self, connector: int = 1) -> None:
+        """OCPP 1.6 has no parking-bay sensor: nothing happens."""
+
+    async def bay_leave(self, connector: int = 1) -> None:
+        """OCPP 1.6 has no parking-bay sensor: nothing happens."""
+
     async def cut_network(self) -> None:
         await self.uplink.cut()
 

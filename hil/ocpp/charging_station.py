@@ -48,8 +48,8 @@ EV_REACTION_S = 0.3
 _STOPPED_REASON = {"EVCommunicationLost": "EVDisconnected", "StopAuthorized": "Local", "RemoteStop": "Remote",
                    "Deauthorized": "DeAuthorized", "EVConnectTimeout": "Timeout", "ResetCommand": "ImmediateReset",
                    "UnlockCommand": "UnlockCommand", "ChargingStateChanged": "StoppedByEV",
-                   "AbnormalCondition": "Other", "EnergyLimitReached": "EnergyLimitReached"}
-_ANNOUNCING = {"Authorized", "RemoteStart", "StopAuthorized", "RemoteStop", "Deauthorized", "CablePluggedIn",
+                   "AbnormalCondition": "Other", "EnergyLimitReached": "EnergyLimitReached", "EVDeparted": "Local"}
+_ANNOUNCING = {"EVDetected", "EVDeparted", "Authorized", "RemoteStart", "StopAuthorized", "RemoteStop", "Deauthorized", "CablePluggedIn",
                "EVCommunicationLost", "Trigger", "MeterValuePeriodic", "MeterValueClock", "ResetCommand",
                "UnlockCommand", "AbnormalCondition", "EVConnectTimeout", "EnergyLimitReached"}
 """Trigger reasons that make a TransactionEvent even when the charging state did not change."""
@@ -104,6 +104,8 @@ class Evse:
     """The connector status last sent to the CSMS."""
     cable_in_socket: bool = False
     """A detachable cable is in the socket (it stays there when the EV side is unplugged)."""
+    bay_occupied: bool = False
+    """The parking-bay sensor sees a vehicle."""
 
 
 @dataclass
@@ -365,22 +367,20 @@ class ChargingStation:
         except (Offline, ConnectionClosed, CallTimeout, CallError):
             return None
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         """Run ``coro`` in the background until it ends or the station stops."""
         task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     def _soon(self, coro: Any, delay: float = 0.05) -> None:
         """Run ``coro`` after ``delay`` s (an answer goes out before what it started)."""
         async def later() -> None:
-            try:
-                await asyncio.sleep(delay)
-            except asyncio.CancelledError:
-                coro.close()
-                raise
+            await asyncio.sleep(delay)
             await coro
-        self._spawn(later())
+        # a stop can cancel the task before it starts ``coro``: close it then, so it is not left unawaited
+        self._spawn(later()).add_done_callback(lambda task: coro.close())
 
     # -- boot -----------------------------------------------------------------------------------------
     def _prepare_boot(self, reason: str) -> None:
@@ -557,7 +557,8 @@ class ChargingStation:
     def conditions(self, e: Evse) -> dict[str, bool]:
         plugged = e.outlet.plugged_in
         authorized = self._authorized(e)
-        return {"EVConnected": plugged, "Authorized": authorized, "PowerPathClosed": plugged and authorized,
+        return {"ParkingBayOccupancy": e.bay_occupied, "EVConnected": plugged, "Authorized": authorized,
+                "PowerPathClosed": plugged and authorized,
                 "EnergyTransfer": plugged and authorized and e.energy_flowing and not e.ev_suspended
                 and not e.evse_suspended}
 
@@ -705,17 +706,29 @@ class ChargingStation:
         self._update(e, "CablePluggedIn")
 
     async def _on_unplug(self, e: Evse) -> None:
+        """The EV is gone: with TxCtrlr.StopTxOnEVSideDisconnect the EVSE is de-authorised (the stop points
+        then decide whether the transaction ends); without it EVConnectionTimeOut starts again."""
         e.energy_flowing = e.ev_suspended = False
         e.outlet.de_energize()
         tx = e.transaction
-        if tx is not None and "EVConnected" not in self.dm.members("TxCtrlr", "TxStopPoint") and (
-                self.flag("TxCtrlr", "StopTxOnEVSideDisconnect")):
-            e.token = None
-            self._update(e, "EVCommunicationLost", stop_reason="EVDisconnected", force_end=True)
-        else:
-            e.authorized_at = asyncio.get_running_loop().time()  # EVConnectionTimeOut runs again
-            self._update(e, "EVCommunicationLost")
+        if tx is not None and self.flag("TxCtrlr", "StopTxOnEVSideDisconnect"):
+            e.token, e.token_unsent = None, False
+            tx.stopped_reason = tx.stopped_reason or "EVDisconnected"
+        e.authorized_at = asyncio.get_running_loop().time()
+        self._update(e, "EVCommunicationLost")
         await self._report(e)
+
+    async def bay_enter(self, connector: int = 1) -> None:
+        """The parking-bay sensor of the EVSE sees a vehicle arrive."""
+        e = self._evse(connector)
+        e.bay_occupied = True
+        self._update(e, "EVDetected")
+
+    async def bay_leave(self, connector: int = 1) -> None:
+        """The vehicle leaves the parking bay."""
+        e = self._evse(connector)
+        e.bay_occupied = False
+        self._update(e, "EVDeparted")
 
     async def _on_token(self, e: Evse, token: dict[str, str]) -> None:
         """A token presented at the EVSE: it stops the EVSE's transaction (the same token, or an accepted one

@@ -29,8 +29,8 @@ Key = tuple[str, str | None, int | None, int | None, str, str | None]
 
 MEASURANDS = ("Energy.Active.Import.Register", "Power.Active.Import", "Current.Import", "Voltage", "SoC")
 """Measurands this station can sample."""
-TX_POINTS = ("EVConnected", "Authorized", "PowerPathClosed", "EnergyTransfer")
-"""Transaction start and stop points this station supports (no parking-bay sensor, no signed data)."""
+TX_POINTS = ("ParkingBayOccupancy", "EVConnected", "Authorized", "PowerPathClosed", "EnergyTransfer")
+"""Transaction start and stop points this station supports (no signed data)."""
 
 _INTEGER = re.compile(r"^[+-]?\d+$")
 

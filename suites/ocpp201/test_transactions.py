@@ -719,3 +719,31 @@ async def test_tc_e_37_cs(booted201: ChargerUnderTest) -> None:
     await st.energy_transfer_suspended(booted201, S)
     event = await _ev_side_disconnect(booted201, event_type="Ended")
     _stopped(event, "StoppedByEV", "EVDisconnected")
+
+
+# -- the parking bay ---------------------------------------------------------------------------------------
+@octt("TC_E_12_CS")
+async def test_tc_e_12_cs(booted201: ChargerUnderTest) -> None:
+    await st.set_variables(booted201.session, TxCtrlr__TxStartPoint="ParkingBayOccupancy")
+    with step(1, "a vehicle drives into the bay: TransactionEvent Started, EVDetected"):
+        await booted201.control.bay_enter(S.evse)
+        await booted201.session.expect("TransactionEvent", st.event_match(event_type="Started", trigger="EVDetected"),
+                                       timeout=T)
+
+
+@octt("TC_E_19_CS")
+async def test_tc_e_19_cs(booted201: ChargerUnderTest) -> None:
+    await st.set_variables(booted201.session, TxCtrlr__TxStopPoint="ParkingBayOccupancy")
+    with step("ParkingBayOccupied", "a vehicle drives into the bay"):
+        await booted201.control.bay_enter(S.evse)
+    tx = await st.charging(booted201, S)
+    await st.stop_authorized_local(booted201, S)
+    with step("EVDisconnected", "unplug: connector Available, the transaction goes on"):
+        await booted201.control.unplug(S.evse)
+        await booted201.session.expect("StatusNotification", st.status_match(S, "Available"), timeout=T)
+        if st.open_transaction(booted201.session, S.evse) != tx:
+            raise ConformanceFailure("the transaction ended before the vehicle left the bay")
+    with step(1, "the vehicle leaves the bay: Ended, EVDeparted, stoppedReason Local"):
+        await booted201.control.bay_leave(S.evse)
+        await booted201.session.expect("TransactionEvent", st.event_match(
+            event_type="Ended", trigger="EVDeparted", stopped="Local", tx=tx), timeout=T)

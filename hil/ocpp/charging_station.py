@@ -23,13 +23,18 @@ Times: seconds; energy Wh; current A.
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
+import json
 import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from hil.ocpp import smart_charging as sc
 from hil.ocpp.csms import now_iso
@@ -49,7 +54,7 @@ _STOPPED_REASON = {"EVCommunicationLost": "EVDisconnected", "StopAuthorized": "L
                    "Deauthorized": "DeAuthorized", "EVConnectTimeout": "Timeout", "ResetCommand": "ImmediateReset",
                    "UnlockCommand": "UnlockCommand", "ChargingStateChanged": "StoppedByEV",
                    "AbnormalCondition": "Other", "EnergyLimitReached": "EnergyLimitReached", "EVDeparted": "Local"}
-_ANNOUNCING = {"EVDetected", "EVDeparted", "Authorized", "RemoteStart", "StopAuthorized", "RemoteStop", "Deauthorized", "CablePluggedIn",
+_ANNOUNCING = {"EVDetected", "EVDeparted", "SignedDataReceived", "Authorized", "RemoteStart", "StopAuthorized", "RemoteStop", "Deauthorized", "CablePluggedIn",
                "EVCommunicationLost", "Trigger", "MeterValuePeriodic", "MeterValueClock", "ResetCommand",
                "UnlockCommand", "AbnormalCondition", "EVConnectTimeout", "EnergyLimitReached"}
 """Trigger reasons that make a TransactionEvent even when the charging state did not change."""
@@ -106,6 +111,35 @@ class Evse:
     """A detachable cable is in the socket (it stays there when the EV side is unplugged)."""
     bay_occupied: bool = False
     """The parking-bay sensor sees a vehicle."""
+    data_signed: bool = False
+    """The meter has signed the reading at the start of the session (SampledDataCtrlr.SignReadings)."""
+
+
+class MeterSignature:
+    """The signing meter of a station: an ECDSA P-256 key made at start-up, readings encoded OCMF-style
+    (``OCMF|payload|signature``, base64) as a 2.0.1 SignedMeterValue."""
+
+    METHOD = "ECDSA-secp256r1-SHA256"
+
+    def __init__(self) -> None:
+        self._key = ec.generate_private_key(ec.SECP256R1())
+        der = self._key.public_key().public_bytes(serialization.Encoding.DER,
+                                                  serialization.PublicFormat.SubjectPublicKeyInfo)
+        self.public_key = base64.b64encode(der).decode()
+
+    def sign(self, reading: dict[str, Any]) -> dict[str, str]:
+        payload = json.dumps(reading, separators=(",", ":"), sort_keys=True)
+        signature = self._key.sign(payload.encode(), ec.ECDSA(hashes.SHA256()))
+        data = f"OCMF|{payload}|" + json.dumps({"SA": self.METHOD, "SD": signature.hex()}, separators=(",", ":"))
+        return {"signedMeterData": base64.b64encode(data.encode()).decode(), "signingMethod": self.METHOD,
+                "encodingMethod": "OCMF", "publicKey": self.public_key}
+
+    def verify(self, signed: dict[str, str]) -> dict[str, Any]:
+        """The reading inside a SignedMeterValue; ``InvalidSignature`` if it was not signed by this meter."""
+        _, payload, trailer = base64.b64decode(signed["signedMeterData"]).decode().split("|", 2)
+        self._key.public_key().verify(bytes.fromhex(json.loads(trailer)["SD"]), payload.encode(),
+                                      ec.ECDSA(hashes.SHA256()))
+        return dict(json.loads(payload))
 
 
 @dataclass
@@ -147,6 +181,8 @@ class ChargingStation:
                                         allowed_units=tuple(self._sc_members("RateUnit")))
         self.raw_profiles: dict[int, tuple[int, dict[str, Any]]] = {}
         """Installed profiles as received: id -> (evseId, chargingProfile)."""
+        self.meter_signature = MeterSignature()
+        """The meter's signing key (SampledDataCtrlr.SignReadings)."""
         self.cache: dict[str, CachedToken] = {}
         self.local_list: dict[str, dict[str, Any]] = {}
         self.local_list_version = 0
@@ -548,7 +584,13 @@ class ChargingStation:
             if m == "SoC":
                 sv["location"] = "EV"
             values.append(sv)
-        return {"timestamp": now_iso() if when is None else sc.format_datetime(when), "sampledValue": values}
+        stamp = now_iso() if when is None else sc.format_datetime(when)
+        if self.flag("SampledDataCtrlr", "SignReadings"):
+            for sv in values:
+                sv["signedMeterValue"] = self.meter_signature.sign(
+                    {"station": self.id, "evse": e.id, "time": stamp, "measurand": sv["measurand"],
+                     "value": sv["value"], "unit": sv["unitOfMeasure"]["unit"], "context": context})
+        return {"timestamp": stamp, "sampledValue": values}
 
     # -- the transaction state machine ------------------------------------------------------------------
     def _authorized(self, e: Evse) -> bool:
@@ -558,7 +600,7 @@ class ChargingStation:
         plugged = e.outlet.plugged_in
         authorized = self._authorized(e)
         return {"ParkingBayOccupancy": e.bay_occupied, "EVConnected": plugged, "Authorized": authorized,
-                "PowerPathClosed": plugged and authorized,
+                "DataSigned": plugged and authorized and e.data_signed, "PowerPathClosed": plugged and authorized,
                 "EnergyTransfer": plugged and authorized and e.energy_flowing and not e.ev_suspended
                 and not e.evse_suspended}
 
@@ -619,7 +661,14 @@ class ChargingStation:
         self._schedule_energy(e)
 
     def _schedule_energy(self, e: Evse) -> None:
-        """Once the power path is closed the EV starts drawing after its reaction time."""
+        """Once the power path is closed the meter signs its start reading (with SignReadings) and the EV
+        starts drawing after its reaction time."""
+        if e.outlet.plugged_in and self._authorized(e) and not e.data_signed and self.flag("SampledDataCtrlr",
+                                                                                            "SignReadings"):
+            e.data_signed = True
+            self._update(e, "SignedDataReceived")
+        if not (e.outlet.plugged_in and self._authorized(e)):
+            e.data_signed = False
         if e.outlet.plugged_in and self._authorized(e) and not e.energy_flowing:
             async def react(token: dict[str, str] | None) -> None:
                 await asyncio.sleep(EV_REACTION_S)

@@ -29,8 +29,8 @@ Key = tuple[str, str | None, int | None, int | None, str, str | None]
 
 MEASURANDS = ("Energy.Active.Import.Register", "Power.Active.Import", "Current.Import", "Voltage", "SoC")
 """Measurands this station can sample."""
-TX_POINTS = ("ParkingBayOccupancy", "EVConnected", "Authorized", "PowerPathClosed", "EnergyTransfer")
-"""Transaction start and stop points this station supports (no signed data)."""
+TX_POINTS = ("ParkingBayOccupancy", "EVConnected", "Authorized", "DataSigned", "PowerPathClosed", "EnergyTransfer")
+"""Transaction start and stop points this station supports."""
 
 _INTEGER = re.compile(r"^[+-]?\d+$")
 
@@ -334,6 +334,7 @@ def standard_model(cs_id: str, evses: int, *, vendor: str, model: str, smart_cha
       values_list=measurands)
     v(c, "TxUpdatedInterval", "60", "integer", unit="s", min_limit=0)
     v(c, "RegisterValuesWithoutPhases", "true", "boolean")
+    v(c, "SignReadings", "false", "boolean")
 
     c = "AlignedDataCtrlr"
     v(c, "Enabled", "true", "boolean")

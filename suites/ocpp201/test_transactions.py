@@ -747,3 +747,26 @@ async def test_tc_e_19_cs(booted201: ChargerUnderTest) -> None:
         await booted201.control.bay_leave(S.evse)
         await booted201.session.expect("TransactionEvent", st.event_match(
             event_type="Ended", trigger="EVDeparted", stopped="Local", tx=tx), timeout=T)
+
+
+# -- signed meter data -------------------------------------------------------------------------------------
+@octt("TC_E_11_CS")
+async def test_tc_e_11_cs(booted201: ChargerUnderTest) -> None:
+    session = booted201.session
+    await st.set_variables(session, TxCtrlr__TxStartPoint="DataSigned", SampledDataCtrlr__SignReadings=True)
+    await st.authorized_local(booted201, S)
+    with step(1, "plug in: connector Occupied"):
+        await booted201.control.plug_in(S.evse)
+        await session.expect("StatusNotification", st.status_match(S, "Occupied"), timeout=T)
+    with step(3, "Started, SignedDataReceived, with the token, the EVSE and a signed Transaction.Begin reading"):
+        event = await session.expect("TransactionEvent", {**st.event_match(
+            event_type="Started", trigger=("SignedDataReceived", "RemoteStart"), token=S.valid_token),
+            "evse": {"id": S.evse, "connectorId": S.connector}}, timeout=T)
+        values = [sv for mv in event.get("meterValue", []) for sv in mv["sampledValue"]
+                  if sv.get("context") == "Transaction.Begin"]
+        fields = ("signedMeterData", "signingMethod", "encodingMethod", "publicKey")
+        if not values or not all(all(sv.get("signedMeterValue", {}).get(f) for f in fields) for sv in values):
+            raise ConformanceFailure(f"the Transaction.Begin reading is not signed: {show(event.get('meterValue'))}")
+    with step(5, "Updated, ChargingStateChanged, Charging"):
+        await session.expect("TransactionEvent", st.event_match(
+            event_type="Updated", trigger="ChargingStateChanged", state="Charging"), timeout=T)

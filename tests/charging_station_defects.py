@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from hil.ocpp import smart_charging as sc
 from hil.ocpp.charging_station import ChargingStation, Evse
 from hil.ocpp.device_model import Variable
 
@@ -144,6 +145,65 @@ class IgnoresBackOff(ChargingStation):
         self.uplink.backoff.repeat_times = 0
 
 
+
+class AcceptsAnyTxProfile(ChargingStation):
+    """Accepts a TxProfile on an EVSE whatever its transactionId, with no transaction running too."""
+
+    async def _on_set_charging_profile(self, p: dict[str, Any]) -> dict[str, Any]:
+        raw = p["chargingProfile"]
+        if raw["chargingProfilePurpose"] != "TxProfile" or p["evseId"] not in self.evses:
+            return await super()._on_set_charging_profile(p)
+        profile = sc.profile_from_ocpp(raw, "2.0.1")
+        for old in self.profiles.install(profile, p["evseId"]):
+            self.raw_profiles.pop(old.id, None)
+        self.raw_profiles[profile.id] = (p["evseId"], dict(raw))
+        return {"status": "Accepted"}
+
+
+class ClearsOnlyById(ChargingStation):
+    """ClearChargingProfile ignores chargingProfileCriteria: only a chargingProfileId clears anything."""
+
+    async def _on_clear_charging_profile(self, p: dict[str, Any]) -> dict[str, Any]:
+        if p.get("chargingProfileId") is None:
+            return {"status": "Unknown"}
+        return await super()._on_clear_charging_profile(p)
+
+
+class ReportsEveryProfile(ChargingStation):
+    """GetChargingProfiles reports every installed profile, whatever evseId and criterion ask for."""
+
+    async def _on_get_charging_profiles(self, p: dict[str, Any]) -> dict[str, Any]:
+        return await super()._on_get_charging_profiles({"requestId": p["requestId"], "chargingProfile": {}})
+
+
+class ForgetsProfilesOnReboot(ChargingStation):
+    """Keeps its charging profiles in RAM only."""
+
+    def _prepare_boot(self, reason: str) -> None:
+        self.profiles.clear()
+        self.raw_profiles.clear()
+        super()._prepare_boot(reason)
+
+
+class IgnoresValidityPeriod(ChargingStation):
+    """Applies a charging profile from the moment it is set until it is cleared, ignoring validFrom/validTo."""
+
+    async def _on_set_charging_profile(self, p: dict[str, Any]) -> dict[str, Any]:
+        raw = {k: v for k, v in p["chargingProfile"].items() if k not in ("validFrom", "validTo")}
+        return await super()._on_set_charging_profile(dict(p, chargingProfile=raw))
+
+
+class RemoteStartProfileWithoutTransaction(ChargingStation):
+    """Keeps a RequestStartTransaction's TxProfile without the transactionId of the transaction it started."""
+
+    async def _remote_start(self, e: Evse, token: dict[str, str], remote_start_id: int,
+                            profile: dict[str, Any] | None) -> None:
+        await super()._remote_start(e, token, remote_start_id, profile)
+        if profile is not None and profile["id"] in self.raw_profiles:
+            evse, raw = self.raw_profiles[profile["id"]]
+            self.raw_profiles[profile["id"]] = (evse, {k: v for k, v in raw.items() if k != "transactionId"})
+
+
 DEFECTS: dict[str, set[str]] = {
     "ForgetsOfflineFlag": {"TC_E_40_CS", "TC_E_43_CS", "TC_E_44_CS"},
     "BootReasonAlwaysPowerUp": {"TC_B_21_CS", "TC_B_22_CS", "TC_B_23_CS"},
@@ -159,5 +219,12 @@ DEFECTS: dict[str, set[str]] = {
     "AnyTokenStops": {"TC_C_04_CS"},
     "SecondBootTriggerAccepted": {"TC_F_26_CS"},
     "IgnoresBackOff": {"TC_B_57_CS"},
+    "AcceptsAnyTxProfile": {"TC_K_02_CS", "TC_K_16_CS"},
+    "ClearsOnlyById": {"TC_K_06_CS", "TC_K_09_CS", "TC_K_24_CS"},
+    "ReportsEveryProfile": {"TC_K_29_CS", "TC_K_30_CS", "TC_K_32_CS", "TC_K_33_CS", "TC_K_34_CS", "TC_K_35_CS",
+                            "TC_K_36_CS"},
+    "ForgetsProfilesOnReboot": {"TC_K_13_CS"},
+    "IgnoresValidityPeriod": {"TC_K_21_CS", "TC_K_22_CS"},
+    "RemoteStartProfileWithoutTransaction": {"TC_K_37_CS"},
 }
 """Defect -> the OCTT cases that must fail against it."""

@@ -22,9 +22,26 @@ class NoEvseReset(ChargingStation):
         super().__init__(*args, **kwargs, evse_reset=False)
 
 
+class NoSmartCharging(ChargingStation):
+    """A station without the Smart Charging functional block (NOT SC; Core's TC_K_38 applies)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs, smart_charging=False)
+
+
+class OneRateUnit(ChargingStation):
+    """A station whose charging schedules support only A, not W (NOT (SC-2.1 and SC-2.2))."""
+
+    def __init__(self, *args: Any, variables: dict[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs, variables={**(variables or {}), "SmartChargingCtrlr.RateUnit": "A"})
+
+
 VARIANTS: dict[str, dict[str, str]] = {
     "FixedCable": {"TC_E_27_CS": "passed", "TC_E_26_CS": "passed", "TC_E_17_CS": "passed",
                    "TC_E_24_CS": "skipped"},
     "NoEvseReset": {"TC_B_28_CS": "passed", "TC_B_29_CS": "passed", "TC_B_25_CS": "failed"},
+    "NoSmartCharging": {"TC_K_15_CS": "passed", "TC_K_38_CS": "passed", "TC_K_12_CS": "skipped",
+                        "TC_K_01_CS": "failed"},
+    "OneRateUnit": {"TC_K_12_CS": "passed", "TC_K_42_CS": "passed", "TC_K_15_CS": "skipped", "TC_K_38_CS": "skipped"},
 }
 """Variant -> case -> the outcome it must have against that variant."""

@@ -18,6 +18,7 @@ from hil.ocpp.smart_charging import (
     Purpose,
     composite_schedule,
     format_datetime,
+    grid_composite,
     limit_at,
     parse_datetime,
     profile_from_ocpp,
@@ -283,6 +284,22 @@ def test_ocpp_201_profiles_and_schedule_shape() -> None:
                                    {"startPeriod": 300, "limit": 12.0},
                                    {"startPeriod": 600, "limit": 24.0}]}
 
+
+
+def test_grid_composite_sums_the_evses_under_the_station_maximum() -> None:
+    """EVSE / connector 0 reports the whole station's expected consumption (OCTT 2.0.1 TC_K_22_CS)."""
+    store = ProfileStore()
+    install(store, p16(1, "ChargePointMaxProfile", 0, [(0, 40), (200, 100)], None), 0)
+    install(store, p16(2, "TxDefaultProfile", 0, [(0, 6), (100, 16)], None), 0)
+    install(store, p16(3, "TxDefaultProfile", 1, [(0, 10)], 50), 2)
+    evses = [composite_schedule(store, c, T0, 300, max_limit=32) for c in (1, 2, 3)]
+    grid = grid_composite(composite_schedule(store, 0, T0, 300, max_limit=96), evses)
+    assert grid.connector == 0 and grid.duration_s == 300
+    assert periods(grid) == [(0, 22), (50, 18), (100, 40), (200, 48)]
+    unconstrained = composite_schedule(ProfileStore(), 1, T0, 300)
+    assert periods(grid_composite(composite_schedule(store, 0, T0, 300), [unconstrained])) == [(0, 40), (200, 100)]
+    with pytest.raises(ValueError):
+        grid_composite(composite_schedule(store, 0, T0, 300), [composite_schedule(store, 1, T0, 200)])
 
 # ----------------------------------------------------------------- store rules
 

@@ -33,12 +33,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from hil.ocpp import smart_charging as sc
 from hil.ocpp.csms import now_iso
 from hil.ocpp.device_model import DeviceModel, Variable, standard_model
+from hil.ocpp.file_transfer import TransferError, download, upload
 from hil.ocpp.outlet import Outlet
 from hil.ocpp.rpc import CallError, CallTimeout, ConnectionClosed, Handler, Trace
 from hil.ocpp.uplink import BackOff, Offline, Retry, Uplink
@@ -190,6 +193,10 @@ class ChargingStation:
         """Configuration slot -> NetworkConnectionProfile (slot 0: the URL the station was built with)."""
         self.boot_status: str | None = None
         self.boot_reason = "PowerUp"
+        self.firmware_status: tuple[str, int | None] = ("Idle", None)
+        """The last FirmwareStatusNotification status and its requestId."""
+        self.log_status: tuple[str, int | None] = ("Idle", None)
+        """The last LogStatusNotification status and its requestId."""
         self.reset_scheduled = False
         self.reset_evses: set[int] = set()
         self.offline_since: float | None = None
@@ -226,7 +233,7 @@ class ChargingStation:
         dm.live[dm.lookup("ClockCtrlr", "DateTime").key] = now_iso
         dm.live[dm.lookup("LocalAuthListCtrlr", "Entries").key] = lambda: str(len(self.local_list))
         if self.smart_charging:
-            dm.live[dm.lookup("SmartChargingCtrlr", "EntriesChargingProfiles").key] = lambda: str(len(self.profiles))
+            dm.live[dm.lookup("SmartChargingCtrlr", "Entries", "ChargingProfiles").key] = lambda: str(len(self.profiles))
         dm.live[dm.lookup("ChargingStation", "AvailabilityState").key] = lambda: (
             "Available" if any(e.operative for e in self.evses.values()) else "Unavailable")
         for e in self.evses.values():
@@ -882,7 +889,8 @@ class ChargingStation:
     def _handlers(self) -> dict[str, Handler]:
         names = ["GetVariables", "SetVariables", "GetBaseReport", "Reset", "SetNetworkProfile", "ChangeAvailability",
                  "RequestStartTransaction", "RequestStopTransaction", "GetTransactionStatus", "UnlockConnector",
-                 "TriggerMessage", "ClearCache", "SendLocalList", "GetLocalListVersion", "DataTransfer"]
+                 "TriggerMessage", "ClearCache", "SendLocalList", "GetLocalListVersion", "DataTransfer",
+                 "UpdateFirmware", "GetLog"]
         if self.smart_charging:
             names += ["SetChargingProfile", "ClearChargingProfile", "GetChargingProfiles", "GetCompositeSchedule"]
         return {name: self._guarded(getattr(self, "_on_" + _snake(name))) for name in names}
@@ -1039,24 +1047,17 @@ class ChargingStation:
             e.transaction.remote_start_id = remote_start_id
         self._authorize_evse(e, token, info, "RemoteStart")
         e.remote_start_id = None
-        tx = e.transaction
-        if profile is not None and tx is not None and self.smart_charging:
-            raw = dict(profile, transactionId=tx.id)
-            self.profiles.install(sc.profile_from_ocpp(raw, VERSION), e.id)
-            self.raw_profiles[raw["id"]] = (e.id, raw)
-        elif profile is not None and self.smart_charging:
-            self._pending_profile(e, profile)
+        if profile is not None and self._smart_charging_enabled():
+            self._spawn(self._install_for_transaction(e, profile))
 
-    def _pending_profile(self, e: Evse, profile: dict[str, Any]) -> None:
-        """A remote start's TxProfile waits for the transaction (it starts at plug-in)."""
-        async def install() -> None:
-            while e.token is not None and e.transaction is None:
-                await asyncio.sleep(0.05)
-            if e.transaction is not None:
-                raw = dict(profile, transactionId=e.transaction.id)
-                self.profiles.install(sc.profile_from_ocpp(raw, VERSION), e.id)
-                self.raw_profiles[raw["id"]] = (e.id, raw)
-        self._spawn(install())
+    async def _install_for_transaction(self, e: Evse, profile: dict[str, Any]) -> None:
+        """A remote start's TxProfile, installed for the transaction once it runs (it may start at plug-in)."""
+        while e.token is not None and e.transaction is None:
+            await asyncio.sleep(0.05)
+        if e.transaction is not None:
+            reason = self._install(e.id, dict(profile, transactionId=e.transaction.id))
+            if reason is not None:
+                log.info("%s: the RequestStartTransaction charging profile was not installed: %s", self.id, reason)
 
     async def _on_request_stop_transaction(self, p: dict[str, Any]) -> dict[str, Any]:
         for e in self.evses.values():
@@ -1102,8 +1103,8 @@ class ChargingStation:
             "StatusNotification": lambda: self._trigger_status(chosen),
             "MeterValues": lambda: self._trigger_meter_values(chosen),
             "TransactionEvent": lambda: self._trigger_transaction_event(chosen),
-            "LogStatusNotification": lambda: self._try_call("LogStatusNotification", {"status": "Idle"}),
-            "FirmwareStatusNotification": lambda: self._try_call("FirmwareStatusNotification", {"status": "Idle"}),
+            "LogStatusNotification": lambda: self._notify_log(*self.log_status),
+            "FirmwareStatusNotification": lambda: self._notify_firmware(*self.firmware_status),
         }
         if what not in jobs:
             return {"status": "NotImplemented"}
@@ -1163,28 +1164,108 @@ class ChargingStation:
     async def _on_data_transfer(self, p: dict[str, Any]) -> dict[str, Any]:
         return {"status": "UnknownVendorId"}
 
+    # -- firmware and logs ------------------------------------------------------------------------------
+    async def _notify_firmware(self, status: str, request_id: int | None) -> None:
+        payload: dict[str, Any] = {"status": status}
+        if request_id is not None and status != "Idle":
+            payload["requestId"] = request_id
+        await self._try_call("FirmwareStatusNotification", payload)
+
+    async def _notify_log(self, status: str, request_id: int | None) -> None:
+        payload: dict[str, Any] = {"status": status}
+        if request_id is not None and status != "Idle":
+            payload["requestId"] = request_id
+        await self._try_call("LogStatusNotification", payload)
+
+    async def _firmware(self, status: str, request_id: int) -> None:
+        self.firmware_status = (status, request_id)
+        await self._notify_firmware(status, request_id)
+
+    async def _on_update_firmware(self, p: dict[str, Any]) -> dict[str, Any]:
+        if self.firmware_status[0] not in ("Idle", "Installed", "DownloadFailed", "InvalidSignature",
+                                           "InstallationFailed"):
+            return {"status": "Rejected"}
+        self._soon(self._update_firmware(p["requestId"], p["firmware"]))
+        return {"status": "Accepted"}
+
+    async def _update_firmware(self, request_id: int, firmware: dict[str, Any]) -> None:
+        """Download (at retrieveDateTime), verify the signature when one is given, install (no reboot)."""
+        wait = (sc.parse_datetime(firmware["retrieveDateTime"]) - datetime.now(timezone.utc)).total_seconds()  # type: ignore[operator]
+        if wait > 0:
+            await self._firmware("DownloadScheduled", request_id)
+            await asyncio.sleep(wait)
+        await self._firmware("Downloading", request_id)
+        try:
+            image = await download(firmware["location"])
+        except TransferError as exc:
+            log.info("%s: firmware download failed: %s", self.id, exc)
+            await self._firmware("DownloadFailed", request_id)
+            return
+        await self._firmware("Downloaded", request_id)
+        if "signature" in firmware:
+            if not signature_valid(image, firmware.get("signingCertificate", ""), firmware["signature"]):
+                await self._firmware("InvalidSignature", request_id)
+                return
+            await self._firmware("SignatureVerified", request_id)
+        await self._firmware("Installing", request_id)
+        self.identity["firmwareVersion"] = f"image-{len(image)}B"
+        await self._firmware("Installed", request_id)
+
+    async def _on_get_log(self, p: dict[str, Any]) -> dict[str, Any]:
+        if self.log_status[0] == "Uploading":
+            return {"status": "Rejected"}
+        filename = f"{self.id}-{p['logType']}-{p['requestId']}.jsonl"
+        self._soon(self._upload_log(p["requestId"], p["log"]["remoteLocation"], filename))
+        return {"status": "Accepted", "filename": filename}
+
+    async def _upload_log(self, request_id: int, location: str, filename: str) -> None:
+        """Upload the station's OCPP trace (its diagnostics log) to ``location``."""
+        self.log_status = ("Uploading", request_id)
+        await self._notify_log("Uploading", request_id)
+        url = location + filename if location.endswith("/") else location
+        try:
+            await upload(url, self.trace.jsonl().encode())
+            self.log_status = ("Uploaded", request_id)
+        except TransferError as exc:
+            log.info("%s: log upload failed: %s", self.id, exc)
+            self.log_status = ("UploadFailure", request_id)
+        await self._notify_log(*self.log_status)
+        self.log_status = ("Idle", None)
+
     # -- smart charging ---------------------------------------------------------------------------------
-    async def _on_set_charging_profile(self, p: dict[str, Any]) -> dict[str, Any]:
-        evse_id, raw = p["evseId"], p["chargingProfile"]
-        if evse_id != 0 and evse_id not in self.evses:
-            return {"status": "Rejected", "statusInfo": {"reasonCode": "UnknownEvse"}}
+    def _smart_charging_enabled(self) -> bool:
+        return self.smart_charging and self.flag("SmartChargingCtrlr", "Enabled")
+
+    def _install(self, evse_id: int, raw: dict[str, Any]) -> str | None:
+        """Validate and install a charging profile on ``evse_id`` (0: the station); the reason when it
+        cannot be installed, else None. Profiles it replaces are dropped."""
         e = self.evses.get(evse_id)
         running = e.transaction.id if e is not None and e.transaction is not None else None
         if raw["chargingProfilePurpose"] == "TxProfile" and raw.get("transactionId") is None:
-            return {"status": "Rejected", "statusInfo": {"reasonCode": "TxNotFound"}}
+            return "a TxProfile needs the transactionId"
         try:
             profile = sc.profile_from_ocpp(raw, VERSION)
         except ValueError as exc:
-            log.info("%s: SetChargingProfile rejected: %s", self.id, exc)
-            return {"status": "Rejected", "statusInfo": {"reasonCode": "InvalidSchedule"}}
+            return str(exc)
         reason = self.profiles.validate_install(profile, evse_id, running)
         if reason is not None:
-            log.info("%s: SetChargingProfile rejected: %s", self.id, reason)
-            return {"status": "Rejected", "statusInfo": {"reasonCode": "InvalidProfile",
-                                                         "additionalInfo": reason[:512]}}
+            return reason
         for old in self.profiles.install(profile, evse_id):
             self.raw_profiles.pop(old.id, None)
         self.raw_profiles[profile.id] = (evse_id, dict(raw))
+        return None
+
+    async def _on_set_charging_profile(self, p: dict[str, Any]) -> dict[str, Any]:
+        evse_id, raw = p["evseId"], p["chargingProfile"]
+        if not self._smart_charging_enabled():
+            return {"status": "Rejected", "statusInfo": {"reasonCode": "NotEnabled"}}
+        if evse_id != 0 and evse_id not in self.evses:
+            return {"status": "Rejected", "statusInfo": {"reasonCode": "UnknownEvse"}}
+        reason = self._install(evse_id, raw)
+        if reason is not None:
+            log.info("%s: SetChargingProfile rejected: %s", self.id, reason)
+            code = "TxNotFound" if "transaction" in reason else "InvalidProfile"
+            return {"status": "Rejected", "statusInfo": {"reasonCode": code, "additionalInfo": reason[:512]}}
         return {"status": "Accepted"}
 
     async def _on_clear_charging_profile(self, p: dict[str, Any]) -> dict[str, Any]:
@@ -1256,6 +1337,23 @@ class ChargingStation:
             schedule = sc.grid_composite(station, [composite(x.id, x.outlet.max_current, x.outlet, x.transaction)
                                                    for x in self.evses.values()])
         return {"status": "Accepted", "schedule": schedule.to_ocpp(VERSION)}
+
+
+def signature_valid(data: bytes, certificate_pem: str, signature_b64: str) -> bool:
+    """Whether ``signature_b64`` is the signature (SHA-256; ECDSA or RSA PKCS#1 v1.5) of ``data`` by the key
+    of ``certificate_pem``."""
+    try:
+        key = x509.load_pem_x509_certificate(certificate_pem.encode()).public_key()
+        signature = base64.b64decode(signature_b64)
+        if isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
+        elif isinstance(key, rsa.RSAPublicKey):
+            key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
+        else:
+            return False
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
 
 
 def _snake(name: str) -> str:

@@ -76,10 +76,16 @@ def show(payload: Any, limit: int = 400) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+_SUT_NAME = {("1.6", "CS"): "charge point", ("1.6", "CSMS"): "Central System", ("2.0.1", "CS"): "charging station",
+             ("2.0.1", "CSMS"): "CSMS"}
+"""How each version calls the system under test, for the report's top-level grouping."""
+
+
 def octt(case_id: str) -> Callable[[F], F]:
     """Mark a test as OCTT case ``case_id``: the ``octt`` marker (id, version, profile, sut) and Allure
-    labels (epic = OCPP version, feature = profile, story = case). The test must be named after the case
-    (``test_tc_036_cs`` for ``TC_036_CS``), so a report and a node id always say the same thing."""
+    labels (epic = OCPP version and system under test, feature = profile, story = case). The test must be
+    named after the case (``test_tc_036_cs`` for ``TC_036_CS``), so a report and a node id always say the
+    same thing."""
     tc = catalogue.case(case_id)
 
     def decorate(fn: F) -> F:
@@ -87,7 +93,7 @@ def octt(case_id: str) -> Callable[[F], F]:
         if fn.__name__ != expected:
             raise ValueError(f"{fn.__module__}.{fn.__name__}: a test of {case_id} must be named {expected}")
         marked = pytest.mark.octt(tc.id, version=tc.version, profile=tc.profile, sut=tc.sut)(fn)
-        for label in (allure.epic(f"OCPP {tc.version}"), allure.feature(tc.profile),
+        for label in (allure.epic(f"OCPP {tc.version} {_SUT_NAME[tc.version, tc.sut]}"), allure.feature(tc.profile),
                       allure.story(f"{tc.id} {tc.name}"), allure.label("octt", tc.id), allure.title(f"{tc.id} {tc.name}")):
             marked = label(marked)
         return marked

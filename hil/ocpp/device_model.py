@@ -384,7 +384,7 @@ def standard_model(cs_id: str, evses: int, *, vendor: str, model: str, smart_cha
         c = "SmartChargingCtrlr"
         v(c, "Enabled", "true", "boolean")
         v(c, "Available", "true", "boolean", ro, constant=True)
-        v(c, "EntriesChargingProfiles", "0", "integer", ro, persistent=False)
+        v(c, "Entries", "0", "integer", ro, instance="ChargingProfiles", persistent=False)
         v(c, "LimitChangeSignificance", "1.0", "decimal", min_limit=0)
         v(c, "PeriodsPerSchedule", "24", "integer", ro, constant=True)
         v(c, "ProfileStackLevel", "10", "integer", ro, constant=True)

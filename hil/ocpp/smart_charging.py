@@ -23,7 +23,9 @@ How the composite limit at an instant ``t`` is formed for connector ``c`` (``c >
 
 For connector 0 only station-level limits (station maximum, external constraints on 0) apply.
 The station maximum is the limit for all connectors together; sharing it between connectors is
-the caller's concern, here it simply caps each connector.
+the caller's concern, here it simply caps each connector. What a GetCompositeSchedule for connector /
+EVSE 0 reports (the whole station's expected consumption) is :func:`grid_composite`: the sum of the
+connectors' composites, capped by the station-level one.
 """
 
 from __future__ import annotations
@@ -469,6 +471,32 @@ def composite_schedule(store: ProfileStore, connector: int, start: datetime, dur
             continue
         periods.append(CompositePeriod(offset, limit, n))
     return CompositeSchedule(connector, start, duration_s, unit, tuple(periods))
+
+
+def grid_composite(station: CompositeSchedule, evses: list[CompositeSchedule]) -> CompositeSchedule:
+    """The composite of the grid connection (2.0.1 evseId 0, 1.6 connectorId 0: "the expected consumption
+    of the whole charging station"): at each instant the sum of the EVSEs' composites, capped by
+    ``station`` (:func:`composite_schedule` for connector 0, with the grid connection's rating as
+    ``max_limit``). So a TxDefaultProfile of 6 A installed on connector 0 of a 4-EVSE station gives 24 A
+    here (OCTT 2.0.1 TC_K_22_CS). All inputs share start, duration and unit; an unconstrained (None)
+    EVSE makes the sum unconstrained. numberPhases: the station's where stated, else the lowest one stated.
+    """
+    for c in evses:
+        if (c.start, c.duration_s, c.unit) != (station.start, station.duration_s, station.unit):
+            raise ValueError("grid_composite: the composites must share start, duration and unit")
+    periods: list[CompositePeriod] = []
+    for offset in sorted({p.start_s for c in (station, *evses) for p in c.periods}):
+        cap = station.period_at(offset)
+        parts = [c.period_at(offset) for c in evses]
+        total = None if any(p.limit is None for p in parts) else sum(p.limit for p in parts)  # type: ignore[misc]
+        limits = [x for x in (cap.limit, total) if x is not None]
+        stated = [p.number_phases for p in parts if p.number_phases is not None]
+        n = cap.number_phases if cap.number_phases is not None else (min(stated) if stated else None)
+        limit = min(limits) if limits else None
+        if periods and (periods[-1].limit, periods[-1].number_phases) == (limit, n):
+            continue
+        periods.append(CompositePeriod(offset, limit, n))
+    return CompositeSchedule(0, station.start, station.duration_s, station.unit, tuple(periods))
 
 
 def limit_at(store: ProfileStore, connector: int, when: datetime, unit: Unit = "A", *,

@@ -8,7 +8,9 @@ import asyncio
 import time
 
 from hil.ocpp import states201 as st
+from hil.ocpp.charging_station import offset
 from hil.ocpp.conformance import ConformanceFailure, octt, show, step
+from hil.ocpp.file_transfer import FileServer, signed_firmware
 from hil.ocpp.fixtures import ChargerUnderTest
 
 S = st.SETTINGS
@@ -170,6 +172,45 @@ async def test_tc_f_15_cs(booted201: ChargerUnderTest) -> None:
         await booted201.session.call_expect("TriggerMessage", {"requestedMessage": "LogStatusNotification"}, "Accepted")
     with step(3, "LogStatusNotification Idle"):
         await booted201.session.expect("LogStatusNotification", {"status": "Idle"}, timeout=T)
+
+
+@octt("TC_F_16_CS")
+async def test_tc_f_16_cs(booted201: ChargerUnderTest) -> None:
+    session = booted201.session
+    async with FileServer(store_delay=3.0) as server:
+        with step(1, "GetLog DiagnosticsLog to the test system's upload location: Accepted"):
+            await session.call_expect("GetLog", {"logType": "DiagnosticsLog", "requestId": 77,
+                                                 "log": {"remoteLocation": server.url("/logs/")}}, "Accepted")
+        with step(3, "LogStatusNotification Uploading"):
+            await session.expect("LogStatusNotification", {"status": "Uploading", "requestId": 77}, timeout=T)
+        with step(5, "TriggerMessage LogStatusNotification while uploading: Accepted"):
+            await session.call_expect("TriggerMessage", {"requestedMessage": "LogStatusNotification"}, "Accepted")
+        with step(7, "LogStatusNotification Uploading again"):
+            await session.expect("LogStatusNotification", {"status": "Uploading", "requestId": 77}, timeout=T)
+        with step("evhil", "the upload completes: Uploaded, and the log arrived"):
+            await session.expect("LogStatusNotification", {"status": "Uploaded", "requestId": 77}, timeout=T)
+            if not any(path.startswith("/logs/") and body for path, body in server.received.items()):
+                raise ConformanceFailure(f"nothing was uploaded to {server.url('/logs/')}")
+
+
+@octt("TC_F_19_CS")
+async def test_tc_f_19_cs(booted201: ChargerUnderTest) -> None:
+    session = booted201.session
+    image, certificate, signature = signed_firmware()
+    async with FileServer(rate=len(image) / 3.0, files={"/firmware.bin": image}) as server:
+        with step(1, "UpdateFirmware with a signed image, retrieveDateTime 2 h ago: Accepted"):
+            await session.call_expect("UpdateFirmware", {"requestId": 88, "firmware": {
+                "location": server.url("/firmware.bin"), "retrieveDateTime": offset(-7200),
+                "signingCertificate": certificate, "signature": signature}}, "Accepted")
+        with step(3, "FirmwareStatusNotification Downloading with the requestId"):
+            await session.expect("FirmwareStatusNotification", {"status": "Downloading", "requestId": 88}, timeout=T)
+        with step(5, "TriggerMessage FirmwareStatusNotification while downloading: Accepted"):
+            await session.call_expect("TriggerMessage", {"requestedMessage": "FirmwareStatusNotification"}, "Accepted")
+        with step(7, "FirmwareStatusNotification Downloading again, with the requestId"):
+            await session.expect("FirmwareStatusNotification", {"status": "Downloading", "requestId": 88}, timeout=T)
+        with step("evhil", "the download completes, the signature verifies, the image is installed"):
+            for status in ("Downloaded", "SignatureVerified", "Installed"):
+                await session.expect("FirmwareStatusNotification", {"status": status, "requestId": 88}, timeout=T)
 
 
 @octt("TC_F_17_CS")

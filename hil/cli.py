@@ -192,24 +192,130 @@ def run(
     rig_path: Annotated[Path, typer.Option("--rig", help="rig file")] = DEFAULT_RIG,
     reports: Annotated[Path, typer.Option(help="where runs write their output")] = Path("reports"),
     pytest_args: Annotated[Optional[list[str]], typer.Option("--pytest-arg", help="extra argument for pytest (repeatable)")] = None,
+    html: Annotated[bool, typer.Option("--report/--no-report", help="build the HTML report at the end")] = True,
+    progress: Annotated[Optional[bool], typer.Option(
+        "--progress/--no-progress", help="live progress line (default: on a terminal, unless the rig prompts a person)",
+        show_default=False)] = None,
 ) -> None:
-    """Run suites against a rig; write JUnit XML and Allure results under reports/<run>/.
+    """Run suites against a rig and build the HTML report; print its path last.
 
-    Exit status is pytest's (0 all passed, 1 failures), 2 for a bad rig file.
+    Writes under reports/<run>/: run-record.json (and its journal), junit.xml, allure-results/ and
+    html/index.html. Live progress on a terminal.
+
+    Exit status is pytest's (0 all passed, 1 failures), 2 for a bad rig file, 3 when every test passed
+    but the HTML report could not be built.
     """
-    _load(rig_path)
-    run_dir = reports / time.strftime("%Y%m%d-%H%M%S")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    from hil.report.progress import run_with_progress, wanted
+    from hil.report.run_record import JOURNAL
+
+    spec = _load(rig_path)
+    run_dir = _new_run_dir(reports)
     targets = [str(p) for p in (suites or [SUITES])]
+    live = wanted(sys.stdout) and spec.dut.control.adapter != "prompt" if progress is None else progress
     command = [
         sys.executable, "-m", "pytest", *targets, "--rig", str(rig_path), "-p", "no:cacheprovider",
-        f"--junitxml={run_dir / 'junit.xml'}", f"--alluredir={run_dir / 'allure-results'}", "-q",
-        f"--rootdir={ROOT}", *(pytest_args or []),
+        f"--junitxml={run_dir / 'junit.xml'}", f"--alluredir={run_dir / 'allure-results'}", f"--run-dir={run_dir}",
+        "-q", f"--rootdir={ROOT}", *(["--color=yes"] if live else []), *(pytest_args or []),
     ]
-    out.print(f"run {run_dir.name}: {' '.join(targets)} on rig {rig_path}")
-    status = subprocess.call(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    out.print(f"results: {run_dir}/junit.xml, {run_dir}/allure-results/")
+    out.print(f"run {run_dir.name}: {' '.join(targets)} on rig {rig_path}", highlight=False)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if live:
+        status = run_with_progress(command, run_dir / JOURNAL, out, env=env, clock_scale=spec.clock.scale if spec.emulated else None)
+    else:
+        status = subprocess.call(command, env=env)
+    if status < 0:  # pytest was killed by a signal: say so the shell's way
+        status = 128 - status
+    _summarise(run_dir)
+    out.print(f"results: {run_dir}/run-record.json, {run_dir}/junit.xml, {run_dir}/allure-results/", highlight=False)
+    if html:
+        if not _build_report(run_dir) and status == 0:
+            status = 3
     raise typer.Exit(status)
+
+
+def _new_run_dir(reports: Path) -> Path:
+    """``reports/<YYYYmmdd-HHMMSS>``, with ``-2``, ``-3``... when a run of the same second exists."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for n in range(1, 1000):
+        run_dir = reports / (stamp if n == 1 else f"{stamp}-{n}")
+        try:
+            run_dir.mkdir(parents=True)
+            return run_dir
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"{reports}: cannot make a new run folder for {stamp}")
+
+
+def _summarise(run_dir: Path) -> None:
+    """One line from the run record (folded from the journal when the run did not finish)."""
+    from hil.report.run_record import JOURNAL, RECORD, write_record
+
+    record_path = run_dir / RECORD
+    if not record_path.is_file():
+        if not (run_dir / JOURNAL).is_file():
+            err.print(f"error: {run_dir}: pytest wrote no run journal (did it start?)")
+            return
+        record_path = write_record(run_dir)
+    record = json.loads(record_path.read_text())
+    s = record["summary"]
+    where = f", in {record['run']['interrupted_in']}" if record["run"]["interrupted_in"] else ""
+    stopped = "" if record["run"]["complete"] else f" [red](run stopped early{where})[/red]"
+    out.print(f"{s['total']} tests: [green]{s['pass']} passed[/green], [red]{s['fail']} failed[/red] (device under test), "
+              f"[yellow]{s['error']} errors[/yellow] (rig or test), {s['skip']} skipped{stopped}", highlight=False)
+
+
+def _build_report(run_dir: Path) -> bool:
+    """Build the HTML report of ``run_dir`` and print its path; one error line when it cannot."""
+    from hil.report.allure_html import ReportBuildError, build_html
+    from hil.report.run_record import RECORD, add_artefact
+
+    try:
+        built = build_html(run_dir, log=lambda text: err.print(text, highlight=False))
+    except ReportBuildError as exc:
+        err.print(f"error: HTML report not built: {exc}", highlight=False, soft_wrap=True)
+        return False
+    if (run_dir / RECORD).is_file():
+        add_artefact(run_dir, "html", str(built.index.relative_to(run_dir)))
+    out.print(f"HTML report (built in {built.seconds:.1f} s):", highlight=False)
+    print(built.index, flush=True)  # alone on the last line, whatever the terminal width
+    return True
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Optional[Path], typer.Argument(
+        help="run folder (default: the newest under --reports)", show_default=False)] = None,
+    reports: Annotated[Path, typer.Option(help="where runs write their output")] = Path("reports"),
+) -> None:
+    """Build the HTML report of a run with Allure 3 into <run>/html/ and print its path.
+
+    A run that stopped early gets its run record from the journal first. Allure 3 (npm package allure)
+    is installed with npm into evhil's cache on first use. Exit status 1 when the report cannot be built,
+    2 when there is no such run.
+    """
+    from hil.report.run_record import JOURNAL, RECORD, write_record
+
+    if run_dir is None:
+        runs = sorted((d for d in reports.glob("*") if (d / "allure-results").is_dir() or (d / JOURNAL).is_file()),
+                      key=lambda d: d.stat().st_mtime)
+        if not runs:
+            err.print(f"error: no run folder under {reports}/ (run hil run first, or name the folder)")
+            raise typer.Exit(2)
+        run_dir = runs[-1]
+    if not run_dir.is_dir():
+        err.print(f"error: {run_dir}: no such run folder")
+        raise typer.Exit(2)
+    if (run_dir / JOURNAL).is_file() and not _record_complete(run_dir / RECORD):
+        write_record(run_dir)
+    if not _build_report(run_dir):
+        raise typer.Exit(1)
+
+
+def _record_complete(path: Path) -> bool:
+    try:
+        return bool(json.loads(path.read_text())["run"]["complete"])
+    except (OSError, ValueError, KeyError, TypeError):  # missing, cut short or not a run record: fold again
+        return False
 
 
 @app.command()
@@ -417,14 +523,18 @@ def charge_point(
     connectors: Annotated[int, typer.Option(help="number of connectors (the rig's first ports)", min=1)] = 1,
     password: Annotated[Optional[str], typer.Option(help="basic-auth password (security profile 1)")] = None,
     ca: Annotated[Optional[Path], typer.Option(help="CA certificate to trust for wss:// (security profile 2)")] = None,
+    ocpp: Annotated[str, typer.Option("--ocpp", help="OCPP version: 1.6 (charge point) or 2.0.1 (charging station)")] = "1.6",
 ) -> None:
-    """Run evhil's OCPP 1.6J charge point emulator against a CSMS, logging every message, until Ctrl-C.
+    """Run evhil's OCPP 1.6J charge point emulator (or, with --ocpp 2.0.1, its charging station emulator)
+    against a CSMS, logging every message, until Ctrl-C.
 
-    Its connectors are ports of the rig's plant, so the port meters measure what its transactions report.
+    Its connectors (EVSEs) are ports of the rig's plant, so the port meters measure what its transactions
+    report.
     """
     import asyncio
 
     from hil.ocpp.charge_point import ChargePoint
+    from hil.ocpp.charging_station import ChargingStation
     from hil.ocpp.outlet import Outlet
     from hil.ocpp.tls import client_context
 
@@ -436,12 +546,16 @@ def charge_point(
     if not spec.emulated or len(spec.ports) < connectors:
         err.print(f"error: {rig_path}: needs an emulated rig with at least {connectors} port(s)")
         raise typer.Exit(2)
+    emulators = {"1.6": ChargePoint, "2.0.1": ChargingStation}
+    if ocpp not in emulators:
+        err.print(f"error: --ocpp {ocpp}: evhil emulates OCPP {' and '.join(emulators)}")
+        raise typer.Exit(2)
     with Rig(spec, rig_path) as rig:
         assert rig.plant is not None
         outlets = [Outlet(rig.plant, p.name) for p in spec.ports[:connectors]]
 
         async def emulate_cp() -> None:
-            cp = ChargePoint(cs_id, csms_url, outlets, password=password, tls=client_context(ca) if ca else None)
+            cp = emulators[ocpp](cs_id, csms_url, outlets, password=password, tls=client_context(ca) if ca else None)
             cp.trace.listen(lambda f: _print_frame(cs_id, f))
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()

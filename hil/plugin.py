@@ -5,6 +5,9 @@ Options: ``--rig PATH`` (default: the shipped emulated rig). Fixtures: ``rig``, 
 ``csms``, ``cp16``, ``booted16`` and ``scripted16`` (``hil.ocpp.fixtures``). Every power source is put
 in its verified safe state after each test that used one, at the end of the session, on SIGTERM (turned
 into KeyboardInterrupt so teardown runs) and at interpreter exit.
+
+Reporting (``hil.report.pytest_hooks``): the ``measurements`` fixture, ``--run-dir DIR`` for the run
+journal and record, and Allure labels, failure origins, environment and categories with ``--alluredir``.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from hil.instruments.ev_simulator import EVSimulator
 from hil.instruments.power_source import PowerSource
 from hil.ocpp.fixtures import booted16, booted201, cp16, cs201, csms, scripted16  # noqa: F401 - OCPP suite fixtures
 from hil.plant import Plant
+from hil.report.pytest_hooks import ReportHooks, add_options, measurements  # noqa: F401 - reporting fixture
 from hil.rig.loader import DEFAULT_RIG, RigFileError, load_rig
 from hil.rig.model import RigSpec
 from hil.rig.rig import Rig
@@ -51,6 +55,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--csms-reference", action="store", default=None, metavar="MODULE:CLASS",
         help="CSMS class serving as the CSMS under test on emulated rigs (default: hil.ocpp.csms:CSMS)",
     )
+    add_options(group)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -62,6 +67,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[_RIG_KEY] = load_rig(path)
     except RigFileError as exc:
         raise pytest.UsageError(str(exc)) from None
+    config.pluginmanager.register(ReportHooks(config, config.stash[_RIG_KEY], path, lambda: _state.get("rig")), "hil-report")
     if hasattr(signal, "SIGTERM"):
         try:
             signal.signal(signal.SIGTERM, _sigterm)

@@ -21,15 +21,13 @@ from typing import Any
 
 from hil.ocpp import smart_charging as sc
 from hil.ocpp.csms import now_iso
-from hil.ocpp.outlet import Outlet
+from hil.ocpp.outlet import MEASURANDS, Outlet
 from hil.ocpp.rpc import CallError, CallTimeout, ConnectionClosed, Handler, Trace
 from hil.ocpp.uplink import BackOff, Offline, Retry, Uplink
 
 log = logging.getLogger(__name__)
 
 VERSION = "1.6"
-MEASURANDS = ("Energy.Active.Import.Register", "Power.Active.Import", "Current.Import", "Voltage", "SoC")
-"""Measurands this emulator can sample."""
 
 
 @dataclass
@@ -455,21 +453,12 @@ class ChargePoint:
         if o is None:
             return out
         for m in measurands or ["Energy.Active.Import.Register"]:
-            if m == "Energy.Active.Import.Register":
-                value, unit = round(o.energy_wh()), "Wh"
-            elif m == "Power.Active.Import":
-                value, unit = round(o.power_w(), 1), "W"
-            elif m == "Current.Import":
-                value, unit = round(o.current_a(), 2), "A"
-            elif m == "Voltage":
-                value, unit = round(o.voltage_v(), 1), "V"
-            elif m == "SoC":
-                soc = o.soc()
-                if soc is None:
-                    continue
-                value, unit = round(soc, 1), "Percent"
-            else:
+            reading = o.measure(m)
+            if reading is None:
                 continue
+            value, unit = reading
+            if m == "Energy.Active.Import.Register":
+                value = round(value)  # whole Wh, as meterStart and meterStop
             sv: dict[str, Any] = {"value": str(value), "context": context, "measurand": m, "unit": unit}
             if m == "SoC":
                 sv["location"] = "EV"

@@ -569,25 +569,13 @@ class ChargingStation:
 
     def meter_value(self, e: Evse, context: str, measurands: list[str], when: datetime | None = None) -> dict[str, Any]:
         """What the EVSE's meter shows now, as one 2.0.1 MeterValue."""
-        o = e.outlet
         values = []
         for m in measurands or ["Energy.Active.Import.Register"]:
-            if m == "Energy.Active.Import.Register":
-                value, unit = round(o.energy_wh(), 1), "Wh"
-            elif m == "Power.Active.Import":
-                value, unit = round(o.power_w(), 1), "W"
-            elif m == "Current.Import":
-                value, unit = round(o.current_a(), 2), "A"
-            elif m == "Voltage":
-                value, unit = round(o.voltage_v(), 1), "V"
-            elif m == "SoC":
-                soc = o.soc()
-                if soc is None:
-                    continue
-                value, unit = round(soc, 1), "Percent"
-            else:
+            reading = e.outlet.measure(m)
+            if reading is None:
                 continue
-            sv: dict[str, Any] = {"value": value, "context": context, "measurand": m, "unitOfMeasure": {"unit": unit}}
+            sv: dict[str, Any] = {"value": reading[0], "context": context, "measurand": m,
+                                  "unitOfMeasure": {"unit": reading[1]}}
             if m == "SoC":
                 sv["location"] = "EV"
             values.append(sv)

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from hil.ocpp.outlet import MEASURANDS
 from hil.ocpp.smart_charging import parse_datetime
 
 DataType = Literal["string", "decimal", "integer", "dateTime", "boolean", "OptionList", "SequenceList",
@@ -27,8 +28,6 @@ Mutability = Literal["ReadOnly", "WriteOnly", "ReadWrite"]
 Key = tuple[str, str | None, int | None, int | None, str, str | None]
 """(component name, component instance, EVSE id, connector id, variable name, variable instance)."""
 
-MEASURANDS = ("Energy.Active.Import.Register", "Power.Active.Import", "Current.Import", "Voltage", "SoC")
-"""Measurands this station can sample."""
 TX_POINTS = ("ParkingBayOccupancy", "EVConnected", "Authorized", "DataSigned", "PowerPathClosed", "EnergyTransfer")
 """Transaction start and stop points this station supports."""
 
@@ -196,30 +195,33 @@ class DeviceModel:
             return "UnknownComponent"
         return "UnknownVariable"
 
-    def get(self, request: dict[str, Any]) -> dict[str, Any]:
-        """One GetVariableResult for one GetVariableData."""
+    def _resolve(self, request: dict[str, Any]) -> tuple[dict[str, Any], Variable | None]:
+        """The result skeleton of a Get/SetVariableData (echoing its names and attribute type) and the
+        variable it addresses; None with the attributeStatus already set when there is none to use."""
         kind = request.get("attributeType", "Actual")
         out: dict[str, Any] = {"component": request["component"], "variable": request["variable"],
                                "attributeType": kind}
         found = self._find(request["component"], request["variable"])
         if isinstance(found, str):
-            return {**out, "attributeStatus": found}
+            return {**out, "attributeStatus": found}, None
         if kind != "Actual":
-            return {**out, "attributeStatus": "NotSupportedAttributeType"}
+            return {**out, "attributeStatus": "NotSupportedAttributeType"}, None
+        return out, found
+
+    def get(self, request: dict[str, Any]) -> dict[str, Any]:
+        """One GetVariableResult for one GetVariableData."""
+        out, found = self._resolve(request)
+        if found is None:
+            return out
         if found.mutability == "WriteOnly":
             return {**out, "attributeStatus": "Rejected", "attributeStatusInfo": {"reasonCode": "WriteOnly"}}
         return {**out, "attributeStatus": "Accepted", "attributeValue": self.value(found) or ""}
 
     def set(self, request: dict[str, Any], on_change: Callable[[Variable], None] | None = None) -> dict[str, Any]:
         """One SetVariableResult for one SetVariableData; ``on_change`` runs after an accepted change."""
-        kind = request.get("attributeType", "Actual")
-        out: dict[str, Any] = {"component": request["component"], "variable": request["variable"],
-                               "attributeType": kind}
-        found = self._find(request["component"], request["variable"])
-        if isinstance(found, str):
-            return {**out, "attributeStatus": found}
-        if kind != "Actual":
-            return {**out, "attributeStatus": "NotSupportedAttributeType"}
+        out, found = self._resolve(request)
+        if found is None:
+            return out
         value = request["attributeValue"]
         if found.mutability == "ReadOnly" or found.constant:
             return {**out, "attributeStatus": "Rejected", "attributeStatusInfo": {"reasonCode": "ReadOnly"}}

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 
 from hil.plant import EV, Plant
 
+MEASURANDS = ("Energy.Active.Import.Register", "Power.Active.Import", "Current.Import", "Voltage", "SoC")
+"""The OCPP measurands an outlet's meter reads (``Outlet.measure``)."""
+
 
 @dataclass
 class Outlet:
@@ -92,3 +95,19 @@ class Outlet:
         with self.plant.lock:
             ev = self.plant.port(self.port).ev
             return None if ev is None else ev.battery.soc * 100.0
+
+    def measure(self, measurand: str) -> tuple[float, str] | None:
+        """The port meter's reading of an OCPP measurand with its unit (Wh, W, A, V, Percent), rounded to
+        what a meter shows; None for a measurand it has no reading of (SoC without an EV, or unknown)."""
+        if measurand == "Energy.Active.Import.Register":
+            return round(self.energy_wh(), 1), "Wh"
+        if measurand == "Power.Active.Import":
+            return round(self.power_w(), 1), "W"
+        if measurand == "Current.Import":
+            return round(self.current_a(), 2), "A"
+        if measurand == "Voltage":
+            return round(self.voltage_v(), 1), "V"
+        if measurand == "SoC":
+            soc = self.soc()
+            return None if soc is None else (round(soc, 1), "Percent")
+        return None

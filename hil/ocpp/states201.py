@@ -88,6 +88,12 @@ async def set_variables(session: Session, **values: str | int | bool) -> None:
                                      f"{result['variable']['name']} answered {result['attributeStatus']}")
 
 
+async def auth_defaults(session: Session, **more: str | int | bool) -> None:
+    """The "auth defaults" of many cases: AuthCtrlr.Enabled true, DisableRemoteAuthorization false (plus
+    ``more``, as for ``set_variables``)."""
+    await set_variables(session, AuthCtrlr__Enabled=True, AuthCtrlr__DisableRemoteAuthorization=False, **more)
+
+
 async def tx_points(session: Session) -> tuple[list[str], list[str]]:
     """TxCtrlr.TxStartPoint and TxStopPoint as lists."""
     start = await get_variable(session, "TxCtrlr.TxStartPoint") or ""

@@ -21,10 +21,6 @@ GROUP = "EVHILGROUP01"
 MASTER_GROUP = "EVHILMASTERS"
 
 
-async def _auth_defaults(cs: ChargerUnderTest, **more: str | int | bool) -> None:
-    await st.set_variables(cs.session, AuthCtrlr__Enabled=True, AuthCtrlr__DisableRemoteAuthorization=False, **more)
-
-
 async def _cache_defaults(cs: ChargerUnderTest, **more: str | int | bool) -> None:
     await st.set_variables(cs.session, AuthCacheCtrlr__Enabled=True, AuthCtrlr__LocalPreAuthorize=True, **more)
 
@@ -46,28 +42,28 @@ def _tx_event(value: str, kind: tuple[str, ...] = ("Started", "Updated")) -> dic
 # -- local start with tokens that are not accepted -------------------------------------------------------
 @octt("TC_C_02_CS")
 async def test_tc_c_02_cs(booted201: ChargerUnderTest) -> None:
-    await _auth_defaults(booted201)
+    await st.auth_defaults(booted201.session)
     await st.ev_connected_pre_session(booted201, S)
     await _rejected_start(booted201, INVALID_TOKEN, "Invalid")
 
 
 @octt("TC_C_06_CS")
 async def test_tc_c_06_cs(booted201: ChargerUnderTest) -> None:
-    await _auth_defaults(booted201)
+    await st.auth_defaults(booted201.session)
     await st.ev_connected_pre_session(booted201, S)
     await _rejected_start(booted201, BLOCKED_TOKEN, "Blocked")
 
 
 @octt("TC_C_07_CS")
 async def test_tc_c_07_cs(booted201: ChargerUnderTest) -> None:
-    await _auth_defaults(booted201)
+    await st.auth_defaults(booted201.session)
     await st.ev_connected_pre_session(booted201, S)
     await _rejected_start(booted201, EXPIRED_TOKEN, "Expired")
 
 
 @octt("TC_C_56_CS")
 async def test_tc_c_56_cs(booted201: ChargerUnderTest) -> None:
-    await _auth_defaults(booted201)
+    await st.auth_defaults(booted201.session)
     booted201.session.unknown_token_status = "Unknown"
     await st.ev_connected_pre_session(booted201, S)
     await _rejected_start(booted201, OTHER_TOKEN, "Unknown")
@@ -76,7 +72,7 @@ async def test_tc_c_56_cs(booted201: ChargerUnderTest) -> None:
 @octt("TC_C_04_CS")
 async def test_tc_c_04_cs(booted201: ChargerUnderTest) -> None:
     session = booted201.session
-    await _auth_defaults(booted201)
+    await st.auth_defaults(booted201.session)
     session.tokens[OTHER_TOKEN] = "Accepted"
     await st.charging(booted201, S)
     with step(1, "present a different accepted token without a common group: AuthorizeRequest"):
@@ -411,6 +407,15 @@ async def test_tc_c_41_cs(booted201: ChargerUnderTest) -> None:
     await st.ev_disconnected(booted201, S)
 
 
+async def _not_stopped_by(cs: ChargerUnderTest, value: str, tx: str) -> None:
+    """Present ``value`` during ``tx``: the station asks the CSMS about it and the transaction goes on."""
+    await cs.control.present_token(value, S.evse)
+    await cs.session.expect("Authorize", {"idToken": {"idToken": value}}, timeout=T)
+    await cs.session.expect_none("TransactionEvent", within=2.0, match={"triggerReason": "StopAuthorized"})
+    if st.open_transaction(cs.session, S.evse) != tx:
+        raise ConformanceFailure("the transaction ended")
+
+
 @octt("TC_C_42_CS")
 async def test_tc_c_42_cs(booted201: ChargerUnderTest) -> None:
     session = booted201.session
@@ -419,11 +424,7 @@ async def test_tc_c_42_cs(booted201: ChargerUnderTest) -> None:
     await st.authorized_local(booted201, S)
     tx = await st.energy_transfer_started(booted201, S)
     with step(6, "present an invalid token of the same group: AuthorizeRequest, the transaction goes on"):
-        await booted201.control.present_token(INVALID_TOKEN, S.evse)
-        await session.expect("Authorize", {"idToken": {"idToken": INVALID_TOKEN}}, timeout=T)
-        await session.expect_none("TransactionEvent", within=2.0, match={"triggerReason": "StopAuthorized"})
-        if st.open_transaction(session, S.evse) != tx:
-            raise ConformanceFailure("the transaction ended")
+        await _not_stopped_by(booted201, INVALID_TOKEN, tx)
 
 
 @octt("TC_C_44_CS")
@@ -437,11 +438,7 @@ async def test_tc_c_44_cs(booted201: ChargerUnderTest) -> None:
     await st.authorized_local(booted201, S, expect_authorize=False)
     tx = await st.energy_transfer_started(booted201, S)
     with step(4, "present the cached invalid token of the same group: AuthorizeRequest, no stop"):
-        await booted201.control.present_token(INVALID_TOKEN, S.evse)
-        await session.expect("Authorize", {"idToken": {"idToken": INVALID_TOKEN}}, timeout=T)
-        await session.expect_none("TransactionEvent", within=2.0, match={"triggerReason": "StopAuthorized"})
-        if st.open_transaction(session, S.evse) != tx:
-            raise ConformanceFailure("the transaction ended")
+        await _not_stopped_by(booted201, INVALID_TOKEN, tx)
 
 
 @octt("TC_C_45_CS")

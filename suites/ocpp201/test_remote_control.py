@@ -17,13 +17,9 @@ S = st.SETTINGS
 T = S.message_timeout
 
 
-async def _auth_defaults(cs: ChargerUnderTest, **more: str | int | bool) -> None:
-    await st.set_variables(cs.session, AuthCtrlr__Enabled=True, AuthCtrlr__DisableRemoteAuthorization=False, **more)
-
-
 @octt("TC_F_01_CS")
 async def test_tc_f_01_cs(booted201: ChargerUnderTest) -> None:
-    await _auth_defaults(booted201)
+    await st.auth_defaults(booted201.session)
     await st.ev_connected_pre_session(booted201, S)
     await st.authorized_remote(booted201, S)
     await st.energy_transfer_started(booted201, S)
@@ -31,14 +27,14 @@ async def test_tc_f_01_cs(booted201: ChargerUnderTest) -> None:
 
 @octt("TC_F_02_CS")
 async def test_tc_f_02_cs(booted201: ChargerUnderTest) -> None:
-    await _auth_defaults(booted201, AuthCtrlr__AuthorizeRemoteStart=True)
+    await st.auth_defaults(booted201.session, AuthCtrlr__AuthorizeRemoteStart=True)
     await st.authorized_remote(booted201, S)  # with AuthorizeRemoteStart the AuthorizeRequest is required
     await st.energy_transfer_started(booted201, S)
 
 
 @octt("TC_F_03_CS")
 async def test_tc_f_03_cs(booted201: ChargerUnderTest) -> None:
-    await _auth_defaults(booted201, AuthCtrlr__AuthorizeRemoteStart=False)
+    await st.auth_defaults(booted201.session, AuthCtrlr__AuthorizeRemoteStart=False)
     booted201.session.forbid("Authorize")
     await st.authorized_remote(booted201, S)
     await st.energy_transfer_started(booted201, S)
@@ -48,7 +44,7 @@ async def test_tc_f_03_cs(booted201: ChargerUnderTest) -> None:
 async def test_tc_f_04_cs(booted201: ChargerUnderTest) -> None:
     session = booted201.session
     timeout = S.ev_connection_timeout
-    await _auth_defaults(booted201, TxCtrlr__EVConnectionTimeOut=timeout, TxCtrlr__TxStartPoint="Authorized")
+    await st.auth_defaults(booted201.session, TxCtrlr__EVConnectionTimeOut=timeout, TxCtrlr__TxStartPoint="Authorized")
     await st.authorized_remote(booted201, S)
     started = time.time()
     with step(1, f"no EV within EVConnectionTimeOut ({timeout} s): TransactionEvent Ended EVConnectTimeout"):

@@ -21,10 +21,6 @@ T = S.message_timeout
 UNKNOWN_TOKEN = "EVHILUNKNOWN9"
 
 
-async def _auth_defaults(cs: ChargerUnderTest, **more: str | int | bool) -> None:
-    await st.set_variables(cs.session, AuthCtrlr__Enabled=True, AuthCtrlr__DisableRemoteAuthorization=False, **more)
-
-
 def _events_since(cs: ChargerUnderTest, index: int) -> list[dict[str, Any]]:
     return [f.payload for f in cs.session.trace.frames[index:]
             if f.is_call and f.direction == "received" and f.action == "TransactionEvent"]
@@ -44,7 +40,7 @@ async def _offline(cs: ChargerUnderTest, threshold: int, wait: int) -> None:
 # -- start points ----------------------------------------------------------------------------------------
 @octt("TC_E_01_CS")
 async def test_tc_e_01_cs(booted201: ChargerUnderTest) -> None:
-    await _auth_defaults(booted201, TxCtrlr__TxStartPoint="PowerPathClosed")
+    await st.auth_defaults(booted201.session, TxCtrlr__TxStartPoint="PowerPathClosed")
     await st.authorized_local(booted201, S)
     with step(1, "EVConnectedPreSession: the transaction starts when the power path closes"):
         await booted201.control.plug_in(S.evse)
@@ -55,7 +51,7 @@ async def test_tc_e_01_cs(booted201: ChargerUnderTest) -> None:
 
 @octt("TC_E_02_CS")
 async def test_tc_e_02_cs(booted201: ChargerUnderTest) -> None:
-    await _auth_defaults(booted201, TxCtrlr__TxStartPoint="EnergyTransfer")
+    await st.auth_defaults(booted201.session, TxCtrlr__TxStartPoint="EnergyTransfer")
     await st.authorized_local(booted201, S)
     with step(1, "plug in: connector Occupied"):
         await booted201.control.plug_in(S.evse)
@@ -80,7 +76,7 @@ async def test_tc_e_09_cs(booted201: ChargerUnderTest) -> None:
 
 @octt("TC_E_10_CS")
 async def test_tc_e_10_cs(booted201: ChargerUnderTest) -> None:
-    await _auth_defaults(booted201, TxCtrlr__TxStartPoint="Authorized")
+    await st.auth_defaults(booted201.session, TxCtrlr__TxStartPoint="Authorized")
     with step(1, "present the idToken: AuthorizeRequest"):
         await booted201.control.present_token(S.valid_token, S.evse)
         await booted201.session.expect("Authorize", {"idToken": {"idToken": S.valid_token}}, timeout=T)
@@ -91,7 +87,7 @@ async def test_tc_e_10_cs(booted201: ChargerUnderTest) -> None:
 
 @octt("TC_E_13_CS")
 async def test_tc_e_13_cs(booted201: ChargerUnderTest) -> None:
-    await _auth_defaults(booted201, TxCtrlr__TxStartPoint="Authorized")
+    await st.auth_defaults(booted201.session, TxCtrlr__TxStartPoint="Authorized")
     with step(1, "RequestStartTransaction: Started with RemoteStart and the remoteStartId"):
         await booted201.session.call_expect("RequestStartTransaction", {
             "idToken": st.token(S), "evseId": S.evse, "remoteStartId": 4242}, "Accepted")
@@ -103,7 +99,7 @@ async def test_tc_e_13_cs(booted201: ChargerUnderTest) -> None:
 # -- local start -----------------------------------------------------------------------------------------
 @octt("TC_E_03_CS")
 async def test_tc_e_03_cs(booted201: ChargerUnderTest) -> None:
-    await _auth_defaults(booted201)
+    await st.auth_defaults(booted201.session)
     await st.ev_connected_pre_session(booted201, S)
     await st.authorized_local(booted201, S)
     await st.energy_transfer_started(booted201, S)
@@ -111,7 +107,7 @@ async def test_tc_e_03_cs(booted201: ChargerUnderTest) -> None:
 
 @octt("TC_E_04_CS")
 async def test_tc_e_04_cs(booted201: ChargerUnderTest) -> None:
-    await _auth_defaults(booted201)
+    await st.auth_defaults(booted201.session)
     await st.authorized_local(booted201, S)
     await st.energy_transfer_started(booted201, S)
 
@@ -120,7 +116,7 @@ async def test_tc_e_04_cs(booted201: ChargerUnderTest) -> None:
 async def test_tc_e_05_cs(booted201: ChargerUnderTest) -> None:
     session = booted201.session
     timeout = S.ev_connection_timeout
-    await _auth_defaults(booted201, TxCtrlr__EVConnectionTimeOut=timeout, AuthCacheCtrlr__Enabled=False,
+    await st.auth_defaults(booted201.session, TxCtrlr__EVConnectionTimeOut=timeout, AuthCacheCtrlr__Enabled=False,
                          AuthCtrlr__LocalPreAuthorize=False)
     start, stop = await st.tx_points(session)
     await st.authorized_local(booted201, S)
@@ -154,7 +150,7 @@ async def test_tc_e_52_cs(booted201: ChargerUnderTest) -> None:
 # -- stop points -----------------------------------------------------------------------------------------
 @octt("TC_E_06_CS")
 async def test_tc_e_06_cs(booted201: ChargerUnderTest) -> None:
-    await _auth_defaults(booted201)
+    await st.auth_defaults(booted201.session)
     await st.charging(booted201, S)
     await asyncio.sleep(S.transaction_duration)
     await st.stop_authorized_local(booted201, S)
@@ -238,7 +234,7 @@ async def test_tc_e_21_cs(booted201: ChargerUnderTest) -> None:
 async def test_tc_e_39_cs(booted201: ChargerUnderTest) -> None:
     session = booted201.session
     timeout = S.ev_connection_timeout
-    await _auth_defaults(booted201, TxCtrlr__TxStopPoint="Authorized,EVConnected", TxCtrlr__EVConnectionTimeOut=timeout)
+    await st.auth_defaults(booted201.session, TxCtrlr__TxStopPoint="Authorized,EVConnected", TxCtrlr__EVConnectionTimeOut=timeout)
     start, _ = await st.tx_points(session)
     authorized = time.time()
     await st.authorized_local(booted201, S)
@@ -259,7 +255,7 @@ async def test_tc_e_39_cs(booted201: ChargerUnderTest) -> None:
 @octt("TC_E_16_CS")
 async def test_tc_e_16_cs(booted201: ChargerUnderTest) -> None:
     session = booted201.session
-    await _auth_defaults(booted201, TxCtrlr__TxStopPoint="Authorized,EVConnected", TxCtrlr__StopTxOnInvalidId=True,
+    await st.auth_defaults(booted201.session, TxCtrlr__TxStopPoint="Authorized,EVConnected", TxCtrlr__StopTxOnInvalidId=True,
                          AuthCtrlr__OfflineTxForUnknownIdEnabled=True)
     await st.id_token_cached(booted201, S)
     await st.id_token_local_auth_list(booted201, S)
@@ -517,25 +513,36 @@ async def test_tc_e_43_cs(booted201: ChargerUnderTest) -> None:
         _seq_continuous(events, events[0]["transactionInfo"]["transactionId"])
 
 
+async def _stopped_offline(cs: ChargerUnderTest, value: str) -> int:
+    """Offline: present ``value`` and unplug; reconnect. Returns the trace index where the flush starts."""
+    await cs.control.cut_network()
+    await cs.control.present_token(value, S.evse)
+    await cs.control.unplug(S.evse)
+    await asyncio.sleep(0.5)
+    cs.session.consume_all()
+    index = len(cs.session.trace.frames)
+    await cs.control.restore_network()
+    return index
+
+
+async def _flushed_offline(cs: ChargerUnderTest, index: int, tx: str) -> list[dict[str, Any]]:
+    """The transaction's Ended event arrives and every event flushed since ``index`` is flagged offline."""
+    await cs.session.expect("TransactionEvent", {"eventType": "Ended", "transactionInfo": {"transactionId": tx}},
+                            timeout=T)
+    events = _events_since(cs, index)
+    if not all(e.get("offline") for e in events):
+        raise ConformanceFailure(f"not every flushed message has offline = true: {show(events)}")
+    return events
+
+
 @octt("TC_E_44_CS")
 async def test_tc_e_44_cs(booted201: ChargerUnderTest) -> None:
-    session = booted201.session
     await _offline(booted201, 60, 1)
     tx = await st.charging(booted201, S)
     with step(1, "offline: present the same token and unplug"):
-        await booted201.control.cut_network()
-        await booted201.control.present_token(S.valid_token, S.evse)
-        await booted201.control.unplug(S.evse)
-        await asyncio.sleep(0.5)
-        session.consume_all()
-        index = len(session.trace.frames)
-        await booted201.control.restore_network()
+        index = await _stopped_offline(booted201, S.valid_token)
     with step(4, "the queue is flushed: every message offline, the transaction Ended"):
-        await session.expect("TransactionEvent", {"eventType": "Ended", "transactionInfo": {"transactionId": tx}},
-                             timeout=T)
-        events = _events_since(booted201, index)
-        if not all(e.get("offline") for e in events):
-            raise ConformanceFailure(f"not every flushed message has offline = true: {show(events)}")
+        await _flushed_offline(booted201, index, tx)
 
 
 @octt("TC_E_45_CS")
@@ -550,19 +557,9 @@ async def test_tc_e_45_cs(booted201: ChargerUnderTest) -> None:
         await st.authorized_local(booted201, S)
         tx = await st.energy_transfer_started(booted201, S)
     with step(1, "offline: another token of the same group stops it, unplug"):
-        await booted201.control.cut_network()
-        await booted201.control.present_token(S.valid_token_2, S.evse)
-        await booted201.control.unplug(S.evse)
-        await asyncio.sleep(0.5)
-        session.consume_all()
-        index = len(session.trace.frames)
-        await booted201.control.restore_network()
+        index = await _stopped_offline(booted201, S.valid_token_2)
     with step(4, "the queue is flushed: every message offline, the transaction Ended"):
-        await session.expect("TransactionEvent", {"eventType": "Ended", "transactionInfo": {"transactionId": tx}},
-                             timeout=T)
-        events = _events_since(booted201, index)
-        if not all(e.get("offline") for e in events):
-            raise ConformanceFailure(f"not every flushed message has offline = true: {show(events)}")
+        events = await _flushed_offline(booted201, index, tx)
         if not any(e["triggerReason"] == "StopAuthorized" for e in events):
             raise ConformanceFailure(f"no StopAuthorized event among {show(events)}: the same-group token did not stop it")
 
@@ -628,7 +625,7 @@ async def _station_side_after(cs: ChargerUnderTest, unlock_with_token: bool) -> 
 
 @octt("TC_E_17_CS")
 async def test_tc_e_17_cs(booted201: ChargerUnderTest) -> None:
-    await _auth_defaults(booted201, TxCtrlr__TxStopPoint="PowerPathClosed", TxCtrlr__StopTxOnEVSideDisconnect=True,
+    await st.auth_defaults(booted201.session, TxCtrlr__TxStopPoint="PowerPathClosed", TxCtrlr__StopTxOnEVSideDisconnect=True,
                          OCPPCommCtrlr__UnlockOnEVSideDisconnect=False)
     await st.charging(booted201, S)
     await st.energy_transfer_suspended(booted201, S)

@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import itertools
 import json
 import logging
+import ssl
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -171,6 +173,7 @@ class ChargingStation:
         self.id = cs_id
         self.evse_reset = evse_reset
         self.fixed_cable = fixed_cable
+        self._tls = tls
         self.smart_charging = smart_charging
         self.backup_power = True
         """Ends its transactions (reason PowerLoss) before going down when the supply fails."""
@@ -184,12 +187,15 @@ class ChargingStation:
                                         allowed_units=tuple(self._sc_members("RateUnit")))
         self.raw_profiles: dict[int, tuple[int, dict[str, Any]]] = {}
         """Installed profiles as received: id -> (evseId, chargingProfile)."""
+        self.certificates: dict[str, list[str]] = {}
+        """Installed certificates (PEM) by InstallCertificate type (CSMSRootCertificate, ...)."""
         self.meter_signature = MeterSignature()
         """The meter's signing key (SampledDataCtrlr.SignReadings)."""
         self.cache: dict[str, CachedToken] = {}
         self.local_list: dict[str, dict[str, Any]] = {}
         self.local_list_version = 0
-        self.network_profiles: dict[int, dict[str, Any]] = {0: {"ocppCsmsUrl": csms_url, "securityProfile": 1}}
+        self.network_profiles: dict[int, dict[str, Any]] = {
+            0: {"ocppCsmsUrl": csms_url, "securityProfile": 2 if tls is not None else 1}}
         """Configuration slot -> NetworkConnectionProfile (slot 0: the URL the station was built with)."""
         self.boot_status: str | None = None
         self.boot_reason = "PowerUp"
@@ -232,6 +238,8 @@ class ChargingStation:
         dm = self.dm
         dm.live[dm.lookup("ClockCtrlr", "DateTime").key] = now_iso
         dm.live[dm.lookup("LocalAuthListCtrlr", "Entries").key] = lambda: str(len(self.local_list))
+        dm.live[dm.lookup("SecurityCtrlr", "CertificateEntries").key] = lambda: str(
+            sum(len(pems) for pems in self.certificates.values()))
         if self.smart_charging:
             dm.live[dm.lookup("SmartChargingCtrlr", "Entries", "ChargingProfiles").key] = lambda: str(len(self.profiles))
         dm.live[dm.lookup("ChargingStation", "AvailabilityState").key] = lambda: (
@@ -878,7 +886,7 @@ class ChargingStation:
         names = ["GetVariables", "SetVariables", "GetBaseReport", "Reset", "SetNetworkProfile", "ChangeAvailability",
                  "RequestStartTransaction", "RequestStopTransaction", "GetTransactionStatus", "UnlockConnector",
                  "TriggerMessage", "ClearCache", "SendLocalList", "GetLocalListVersion", "DataTransfer",
-                 "UpdateFirmware", "GetLog"]
+                 "UpdateFirmware", "GetLog", "InstallCertificate", "GetInstalledCertificateIds"]
         if self.smart_charging:
             names += ["SetChargingProfile", "ClearChargingProfile", "GetChargingProfiles", "GetCompositeSchedule"]
         return {name: self._guarded(getattr(self, "_on_" + _snake(name))) for name in names}
@@ -965,9 +973,27 @@ class ChargingStation:
         return slots or [0]
 
     def _use_profile(self, slot: int) -> None:
+        """Connect by network profile ``slot`` from now on: its URL, and for security profile 2 or 3 TLS that
+        trusts the installed CSMS root certificates."""
         self._profile_failures = 0
-        self.uplink.url = self.network_profiles[slot]["ocppCsmsUrl"]
+        profile = self.network_profiles[slot]
+        self.uplink.url = profile["ocppCsmsUrl"]
+        level = int(profile.get("securityProfile", 1))
+        if slot == 0:
+            self.uplink.tls = self._tls  # the profile the station was built with
+        else:
+            self.uplink.tls = self._csms_trust() if level >= 2 else None
         self.dm.lookup("OCPPCommCtrlr", "ActiveNetworkProfile").value = str(slot)
+        self.dm.lookup("SecurityCtrlr", "SecurityProfile").value = str(level)
+
+    def _csms_trust(self) -> ssl.SSLContext:
+        """TLS (1.2 or newer) trusting exactly the installed CSMSRootCertificates."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        roots = self.certificates.get("CSMSRootCertificate", [])
+        if roots:
+            ctx.load_verify_locations(cadata="\n".join(roots))
+        return ctx
 
     def _connection_failed(self, failures: int) -> None:
         """After NetworkProfileConnectionAttempts failed attempts on one profile, try the next by priority."""
@@ -1152,6 +1178,26 @@ class ChargingStation:
     async def _on_data_transfer(self, p: dict[str, Any]) -> dict[str, Any]:
         return {"status": "UnknownVendorId"}
 
+    # -- certificates -----------------------------------------------------------------------------------
+    async def _on_install_certificate(self, p: dict[str, Any]) -> dict[str, Any]:
+        try:
+            cert = x509.load_pem_x509_certificate(p["certificate"].encode())
+            authority = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+        except (ValueError, x509.ExtensionNotFound):
+            return {"status": "Rejected", "statusInfo": {"reasonCode": "InvalidCertificate"}}
+        if not authority:
+            return {"status": "Rejected", "statusInfo": {"reasonCode": "NotACertificateAuthority"}}
+        installed = self.certificates.setdefault(p["certificateType"], [])
+        if p["certificate"] not in installed:
+            installed.append(p["certificate"])
+        return {"status": "Accepted"}
+
+    async def _on_get_installed_certificate_ids(self, p: dict[str, Any]) -> dict[str, Any]:
+        kinds = p.get("certificateType") or list(self.certificates)
+        chain = [{"certificateType": kind, "certificateHashData": certificate_hash(pem)}
+                 for kind in kinds for pem in self.certificates.get(kind, [])]
+        return {"status": "Accepted", "certificateHashDataChain": chain} if chain else {"status": "NotFound"}
+
     # -- firmware and logs ------------------------------------------------------------------------------
     async def _notify_firmware(self, status: str, request_id: int | None) -> None:
         payload: dict[str, Any] = {"status": status}
@@ -1325,6 +1371,15 @@ class ChargingStation:
             schedule = sc.grid_composite(station, [composite(x.id, x.outlet.max_current, x.outlet, x.transaction)
                                                    for x in self.evses.values()])
         return {"status": "Accepted", "schedule": schedule.to_ocpp(VERSION)}
+
+
+def certificate_hash(pem: str) -> dict[str, str]:
+    """The 2.0.1 CertificateHashDataType of a root certificate (SHA-256 of the issuer's name and key; a root
+    is its own issuer)."""
+    cert = x509.load_pem_x509_certificate(pem.encode())
+    key = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return {"hashAlgorithm": "SHA256", "issuerNameHash": hashlib.sha256(cert.issuer.public_bytes()).hexdigest(),
+            "issuerKeyHash": hashlib.sha256(key).hexdigest(), "serialNumber": format(cert.serial_number, "x")}
 
 
 def signature_valid(data: bytes, certificate_pem: str, signature_b64: str) -> bool:

@@ -18,6 +18,7 @@ from hil.ocpp.conformance import ConformanceFailure, octt, show, step
 from hil.ocpp.csms import CSMS, boot_answer, now_iso
 from hil.ocpp.fixtures import ChargerUnderTest
 from hil.ocpp.rpc import CallError
+from hil.ocpp.tls import make_certificates, server_context
 
 S = st.SETTINGS
 T = S.message_timeout
@@ -672,5 +673,44 @@ async def test_tc_b_49_cs(booted201: ChargerUnderTest, csms: CSMS) -> None:
             if mine[-1] - mine[-2] < wait - S.max_time_deviation:
                 raise ConformanceFailure(f"retried {mine[-1] - mine[-2]:.2f} s after the refused attempt, "
                                          f"RetryBackOffWaitMinimum is {wait} s")
+    finally:
+        await other.stop()
+
+
+@octt("TC_B_50_CS")
+async def test_tc_b_50_cs(booted201: ChargerUnderTest, csms: CSMS, tmp_path: Any) -> None:
+    session = booted201.session
+    certs = make_certificates(tmp_path / "csms-root-2")
+    root = certs.ca.read_text()
+    with step("CertificateInstalled", "InstallCertificate CSMSRootCertificate (the new CSMS root): Accepted"):
+        await session.call_expect("InstallCertificate", {"certificateType": "CSMSRootCertificate",
+                                                         "certificate": root}, "Accepted")
+        ids = await session.call("GetInstalledCertificateIds", {"certificateType": ["CSMSRootCertificate"]})
+        if ids["status"] != "Accepted" or not ids.get("certificateHashDataChain"):
+            raise ConformanceFailure(f"GetInstalledCertificateIds answered {show(ids)} after the install")
+    other = await CSMS(csms.host, 0, versions=("2.0.1",), charge_points=csms.charge_points,
+                       heartbeat_interval=csms.heartbeat_interval, tls=server_context(certs)).start()
+    try:
+        # The OCTT starts from a station already on security profile 2 or 3; this one migrates from profile 1
+        # to a profile-2 endpoint whose server certificate only the newly installed root vouches for.
+        active = int(await st.get_variable(session, "OCPPCommCtrlr.ActiveNetworkProfile") or 0)
+        slot = 1 if active != 1 else 0
+        with step(1, f"SetNetworkProfile slot {slot}: the new endpoint (wss, security profile 2): Accepted"):
+            await session.call_expect("SetNetworkProfile", {"configurationSlot": slot, "connectionData": {
+                "messageTimeout": 30, "ocppCsmsUrl": other.url, "ocppInterface": "Wired0", "ocppTransport": "JSON",
+                "ocppVersion": "OCPP20", "securityProfile": 2}}, "Accepted")
+        with step(3, "SetVariables NetworkConfigurationPriority: Accepted or RebootRequired"):
+            result = (await _set(booted201, {"component": {"name": "OCPPCommCtrlr"},
+                                             "variable": {"name": "NetworkConfigurationPriority"},
+                                             "attributeValue": f"{slot},{active}"}))[0]
+            if result["attributeStatus"] not in ("Accepted", "RebootRequired"):
+                raise ConformanceFailure(f"attributeStatus {result['attributeStatus']}")
+        with step(5, "Reset OnIdle: Accepted"):
+            await session.call_expect("Reset", {"type": "OnIdle"}, "Accepted")
+        await _booted_on(booted201, other.session(session.id), T + 5)
+        with step(7, "the TLS handshake with the new root succeeded: security profile 2 in use"):
+            profile = await st.get_variable(other.session(session.id), "SecurityCtrlr.SecurityProfile")
+            if profile != "2":
+                raise ConformanceFailure(f"SecurityCtrlr.SecurityProfile is {profile} on the new endpoint, expected 2")
     finally:
         await other.stop()

@@ -50,6 +50,10 @@ class RunMetrics:
     realtime_factor: float
     """Simulated seconds per wall second."""
     compliance: ComplianceReport
+    exported_kwh: float = 0.0
+    """V2G: energy given back to the grid [kWh]."""
+    export_requested_kwh: float = 0.0
+    """V2G: energy the export requests asked for [kWh]."""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -86,4 +90,5 @@ def measure(run: RunResult) -> RunMetrics:
         changes_per_session_hour=float(run.setpoint_changes.sum() / hours) if hours > 0 else 0.0,
         step_ms_mean=float(steps.mean()), step_ms_p95=float(np.percentile(steps, 95)), step_ms_max=float(steps.max()),
         fallback_s=run.fallback_s, realtime_factor=float(run.t[-1] + dt) / max(run.wall_s, 1e-9), compliance=compliance,
+        exported_kwh=run.exported_kwh, export_requested_kwh=run.export_requested_kwh,
     )

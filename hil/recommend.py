@@ -3,8 +3,9 @@ scenario that matches the site's use, at its size (with growth) and power constr
 simplest architecture that passes the load-limit check and delivers within half a point of the best.
 
 Architectures, simplest first: plain plug-in (no coordination), timer / sequential sharing, local load
-sharing (parallel equal share), smart-grid orchestration (the adaptive planner; the cost-aware variant
-when the tariff rewards shifting).
+sharing (parallel equal share), cloud-managed load balancing (the same share decided at the CSMS, limits
+sent as OCPP charging profiles; left out when the site must keep charging without a cloud connection),
+smart-grid orchestration (the adaptive planner; the cost-aware variant when the tariff rewards shifting).
 """
 
 from __future__ import annotations
@@ -22,10 +23,13 @@ ARCHITECTURES: list[tuple[str, str]] = [
     ("plain", "plain plug-in"),
     ("timer", "timer / sequential sharing"),
     ("parallel", "local load sharing"),
+    ("cloud", "cloud-managed load balancing"),
     ("adaptive", "smart-grid orchestration"),
     ("adaptive-cost", "smart-grid orchestration, cost-aware"),
 ]
 """(controller, architecture), simplest first."""
+NEEDS_CLOUD = frozenset({"cloud"})
+"""Architectures that stop coordinating without their cloud connection."""
 ENERGY_SLACK_PCT = 0.5
 """A simpler architecture wins if it delivers within this many points of the best [percentage points]."""
 COST_GAIN = 0.10
@@ -64,7 +68,8 @@ class Recommendation:
 def recommend(profile: SiteProfile, seed: int | None = None) -> Recommendation:
     ports = max(1, math.ceil(profile.sessions * (1.0 + profile.growth)))
     scenario = load_scenario(profile.use, ports=ports, capacity=profile.capacity, seed=seed)
-    results = [measure(simulate(scenario, CONTROLLERS[name](scenario))) for name, _ in ARCHITECTURES]
+    candidates = [(name, arch) for name, arch in ARCHITECTURES if not (profile.uptime == "high" and name in NEEDS_CLOUD)]
+    results = [measure(simulate(scenario, CONTROLLERS[name](scenario))) for name, _ in candidates]
     compliant = [r for r in results if r.compliance.passed]
     if not compliant:
         return Recommendation(profile, "none of the reference architectures", "", [
@@ -92,5 +97,5 @@ def recommend(profile: SiteProfile, seed: int | None = None) -> Recommendation:
     reasons.append(f"{names[choice.controller]} passes the load-limit check and delivers {choice.energy_pct:.1f} % "
                    f"({choice.met_pct:.0f} % of sessions fully met, Jain {choice.jain:.3f})")
     if profile.uptime == "high":
-        reasons.append("every architecture measured here runs on site, without a cloud connection")
+        reasons.append("cloud-managed load balancing left out: the site must keep charging without a cloud connection")
     return Recommendation(profile, names[choice.controller], choice.controller, reasons, results)

@@ -11,7 +11,7 @@ Units: seconds from the scenario start, A per phase, kWh, kW, V.
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -45,6 +45,9 @@ class Session:
     """The EV's maximum charging current [A per phase]."""
     phases: tuple[int, ...]
     """Phases it draws from (0-based: 0 = L1)."""
+    v2g_reserve_kwh: float = 0.0
+    """V2G: how much the EV may give back below its charge on arrival before its emergency floor [kWh];
+    0 = not bidirectional. Its departure minimum is still ``energy_kwh`` above its arrival charge."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,10 @@ class _ScenarioSpec(_Strict):
     evse_max_a: float = 32.0
     unmanaged: float = Field(0.0, ge=0, le=1)
     """Building load per phase as a fraction of the site limit (scales with ``capacity`` and ``ports``)."""
+    v2g_share: float = Field(0.0, ge=0, le=1)
+    """Share of three-phase sessions whose EV is bidirectional (drawn from its own stream of the seed)."""
+    v2g_reserve_kwh: float = Field(10.0, ge=0)
+    """What a bidirectional EV may give below its arrival charge [kWh]."""
     events: list[_EventSpec] = []
 
 
@@ -197,6 +204,10 @@ def load_scenario(name_or_path: str | Path, *, seed: int | None = None, capacity
     sessions = generate_sessions(spec.sessions, spec.ports, rng, duration=spec.duration_h * HOUR, start_h=spec.start_h,
                                  evse_max_a=spec.evse_max_a, single_phase_share=spec.single_phase_share,
                                  port_phase=port_phase, phase_voltage=spec.phase_voltage)
+    if spec.v2g_share > 0:  # a separate stream: the sessions themselves stay what the seed makes them
+        pick = np.random.default_rng([spec.seed, 2]).random(len(sessions)) < spec.v2g_share
+        sessions = [replace(s, v2g_reserve_kwh=spec.v2g_reserve_kwh) if chosen and len(s.phases) == 3 else s
+                    for s, chosen in zip(sessions, pick)]
     limit = spec.capacity * spec.ports * spec.evse_max_a
     events = tuple(
         GridEvent(

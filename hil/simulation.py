@@ -32,6 +32,9 @@ class SimulationConfig:
     """EV reaction delay to a new set point [s]."""
     ev_lag: float = 1.0
     """EV first-order time constant [s]."""
+    ev_start_delay: float = 0.0
+    """From plug-in until the EV can draw at all (IEC 61851 state B to C, the CHAdeMO or ISO 15118
+    start-up) [s]; the controller may already allocate to it."""
     meter_gain: float = 1.0
     """Site-meter gain error (0.8 = reads 20 % low)."""
     record_ports_every: float = 60.0
@@ -69,6 +72,10 @@ class RunResult:
     event_times: list[tuple[float, str, float | None]] = field(default_factory=list)
     """(time, kind, reduction [A] or None) of headroom-reducing events, for the compliance check."""
     wall_s: float = 0.0
+    exported_kwh: float = 0.0
+    """V2G: energy the EVs gave back [kWh]."""
+    export_requested_kwh: float = 0.0
+    """V2G: energy the export requests asked for [kWh]."""
 
 
 def simulate(scenario: Scenario, controller: Controller, config: SimulationConfig = SimulationConfig()) -> RunResult:
@@ -84,8 +91,10 @@ def simulate(scenario: Scenario, controller: Controller, config: SimulationConfi
     phases = np.zeros((n, 3))
     ev_max = np.zeros(n)
     remaining = np.zeros(n)
+    reserve = np.zeros(n)  # V2G: energy a port's EV may give below its arrival charge [kWh]
     arrival = np.zeros(n)
     departure = np.full(n, np.inf)
+    ready_at = np.zeros(n)  # when each port's EV can start drawing
     actual = np.zeros(n)
     setpoint = np.zeros(n)
     delay_steps = max(int(round(config.ev_delay / dt)), 0)
@@ -99,6 +108,9 @@ def simulate(scenario: Scenario, controller: Controller, config: SimulationConfi
 
     t_rec = np.arange(steps) * dt
     base_rec, enforced_rec, announced_rec, unmanaged_rec = limit_trace(scenario, t_rec)
+    export_rec = export_trace(scenario, t_rec)
+    requested_at = np.zeros(n)  # the request of the session at each port [kWh]
+    exported = 0.0
     site_rec = np.zeros((steps, 3))
     price_rec = scenario.tariff.prices(t_rec, scenario.start_h)
     every = max(int(round(config.record_ports_every / dt)), 1)
@@ -123,7 +135,7 @@ def simulate(scenario: Scenario, controller: Controller, config: SimulationConfi
             session_at[leaving] = -1
             phases[leaving] = 0.0
             n_phases[leaving] = 0.0
-            ev_max[leaving] = remaining[leaving] = actual[leaving] = setpoint[leaving] = 0.0
+            ev_max[leaving] = remaining[leaving] = actual[leaving] = setpoint[leaving] = reserve[leaving] = requested_at[leaving] = 0.0
             history[:, leaving] = 0.0
             departure[leaving] = np.inf
             connected = session_at >= 0
@@ -135,6 +147,9 @@ def simulate(scenario: Scenario, controller: Controller, config: SimulationConfi
             phases[p, list(s.phases)] = 1.0
             n_phases[p] = len(s.phases)
             ev_max[p], remaining[p], arrival[p], departure[p] = s.max_current_a, s.energy_kwh, s.arrival, s.departure
+            requested_at[p] = s.energy_kwh
+            ready_at[p] = s.arrival + config.ev_start_delay
+            reserve[p] = s.v2g_reserve_kwh
             next_session += 1
             connected = session_at >= 0
 
@@ -145,7 +160,8 @@ def simulate(scenario: Scenario, controller: Controller, config: SimulationConfi
                 time=t, connected=connected, phases=phases, ev_max_a=ev_max, measured_a=actual,
                 remaining_kwh=remaining, arrival=arrival, departure=departure, site_a=site * config.meter_gain,
                 site_age_s=0.0, limits={"breaker": np.full(3, base_rec[k]), "dr": np.full(3, announced_rec[k])},
-                price=float(price_rec[k]), phase_voltage=v,
+                price=float(price_rec[k]), phase_voltage=v, export_kw=float(export_rec[k]),
+                v2g_floor_kwh=np.where(reserve > 0, reserve + requested_at - remaining, 0.0),
             )
             t0 = wallclock.perf_counter()
             decision = controller.decide(obs)
@@ -163,11 +179,17 @@ def simulate(scenario: Scenario, controller: Controller, config: SimulationConfi
         slot = (slot + 1) % len(history)
         history[slot] = setpoint
         target = np.minimum(history[(slot + 1) % len(history)], ev_max)
-        target[remaining <= 0] = 0.0
+        # Only a bidirectional EV discharges (and never beyond its maximum, nor below its emergency floor).
+        target = np.maximum(target, np.where(reserve > 0, -ev_max, 0.0))
+        target[((remaining <= 0) & (target > 0)) | (ready_at > t)] = 0.0
         actual += (target - actual) * follow
         energy = np.minimum(actual * n_phases * energy_per_amp, remaining)
+        floor = reserve + requested_at - remaining  # energy above the emergency floor [kWh]
+        energy = np.maximum(energy, -np.maximum(floor, 0.0))
         remaining -= energy
-        actual[remaining <= 1e-9] = 0.0  # a full battery draws nothing
+        actual[(remaining <= 1e-9) & (actual > 0)] = 0.0  # a full battery draws nothing
+        actual[(floor + energy <= 1e-9) & (actual < 0)] = 0.0  # at the floor it gives nothing
+        exported += float(-energy[energy < 0].sum())
         delivered[session_at[connected]] += energy[connected]
         port_kwh += energy
 
@@ -181,7 +203,8 @@ def simulate(scenario: Scenario, controller: Controller, config: SimulationConfi
         t=t_rec, site_a=site_rec, limit_a=np.repeat(enforced_rec[:, None], 3, axis=1), price=price_rec, port_t=np.arange(len(port_rec)) * every * dt,
         port_a=port_rec, port_kwh=port_kwh_rec, session_ids=[s.id for s in sessions], requested_kwh=requested, delivered_kwh=delivered,
         setpoint_changes=changes, session_hours=hours, step_ms=np.asarray(step_ms), fallback_s=fallback_steps * dt,
-        event_times=_event_times(scenario), wall_s=wallclock.perf_counter() - start_wall,
+        event_times=event_times(scenario), wall_s=wallclock.perf_counter() - start_wall,
+        exported_kwh=exported, export_requested_kwh=float(export_rec.sum() * dt / 3600.0),
     )
 
 
@@ -210,7 +233,16 @@ def limit_trace(scenario: Scenario, t: Array) -> tuple[Array, Array, Array, Arra
     return limit, enforced, announced, unmanaged
 
 
-def _event_times(scenario: Scenario) -> list[tuple[float, str, float | None]]:
+def export_trace(scenario: Scenario, t: Array) -> Array:
+    """Per step: the V2G export the grid requests [kW] (0 outside every ``v2g_export`` event)."""
+    export = np.zeros(len(t))
+    for e in scenario.events:
+        if e.kind == "v2g_export":
+            export[(t >= e.start) & (t < e.start + e.duration)] += e.power_kw
+    return export
+
+
+def event_times(scenario: Scenario) -> list[tuple[float, str, float | None]]:
     """Headroom-reducing events: limit steps, unmanaged-load steps, demand-response starts."""
     out: list[tuple[float, str, float | None]] = []
     for e in scenario.events:

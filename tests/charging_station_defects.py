@@ -196,10 +196,9 @@ class IgnoresValidityPeriod(ChargingStation):
 class RemoteStartProfileWithoutTransaction(ChargingStation):
     """Keeps a RequestStartTransaction's TxProfile without the transactionId of the transaction it started."""
 
-    async def _remote_start(self, e: Evse, token: dict[str, str], remote_start_id: int,
-                            profile: dict[str, Any] | None) -> None:
-        await super()._remote_start(e, token, remote_start_id, profile)
-        if profile is not None and profile["id"] in self.raw_profiles:
+    async def _install_for_transaction(self, e: Evse, profile: dict[str, Any]) -> None:
+        await super()._install_for_transaction(e, profile)
+        if profile["id"] in self.raw_profiles:
             evse, raw = self.raw_profiles[profile["id"]]
             self.raw_profiles[profile["id"]] = (evse, {k: v for k, v in raw.items() if k != "transactionId"})
 

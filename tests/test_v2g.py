@@ -6,7 +6,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hil.controllers.v2g import max_discharge
+from hil.controllers.reference import Parallel
+from hil.controllers.v2g import SmartGrid, max_discharge
+from hil.metrics import measure
+from hil.scenarios import GridEvent, Scenario, Session, load_tariff
+from hil.simulation import HOUR, simulate
 
 energies = st.floats(0, 100)
 
@@ -33,3 +37,64 @@ def test_examples() -> None:
     assert max_discharge(48, 25, 48, 32, 16, 3, 230, 0) == 0.0
     # At the emergency floor: nothing.
     assert max_discharge(25, 25, 10, 32, 16, 3, 230, 7200) == 0.0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(5, 80), st.floats(0, 30), st.floats(10, 80), st.floats(6, 32), st.floats(1, 32), st.sampled_from([1, 3]),
+       st.sampled_from([60.0, 300.0, 900.0]), st.lists(st.floats(0, 32), min_size=1, max_size=48))
+def test_a_whole_stay_of_guarded_exports_still_reaches_the_departure_minimum(
+        energy: float, emergency: float, minimum: float, charge: float, discharge: float, phases: int, period: float,
+        requests: list[float]) -> None:
+    """Over a whole stay, each period the EV exports what the grid asks, clipped by the guard; when nothing is
+    asked or the guard allows nothing, it charges at its full rate (the guard's contract: a stopped export
+    turns into charging). If the departure minimum was reachable on arrival, it is reached at departure,
+    however the export requests fall; the emergency floor is never crossed."""
+    eta, v = 0.95, 230.0
+    kwh_per_a = phases * v * period / 3.6e6
+    stay = len(requests) * period
+    emergency = min(emergency, energy)
+    reachable = energy + eta * charge * kwh_per_a * len(requests) >= minimum
+    e = energy
+    for k, asked in enumerate(requests):
+        left = stay - k * period
+        d = min(asked, max_discharge(e, emergency, minimum, charge, discharge, phases, v, left, period, eta, eta))
+        if d > 0:
+            e -= d * kwh_per_a / eta
+            assert e >= emergency - 1e-6
+        else:
+            e += eta * charge * kwh_per_a
+    if reachable:
+        assert e >= minimum - 1e-6
+
+
+def _export_site() -> Scenario:
+    """Four three-phase EVs behind a roomy feeder; two can discharge. A 15 kW export request for 30 minutes
+    an hour in. EV c can discharge but leaves 15 minutes after the request starts, needing nearly all of it."""
+    three = (0, 1, 2)
+    sessions = (
+        Session("a", 0, 0.0, 4 * HOUR, 20.0, 32.0, three, v2g_reserve_kwh=10.0),
+        Session("b", 1, 0.0, 4 * HOUR, 20.0, 32.0, three, v2g_reserve_kwh=10.0),
+        Session("c", 2, 0.75 * HOUR, 1.25 * HOUR, 10.5, 32.0, three, v2g_reserve_kwh=10.0),
+        Session("d", 3, 0.0, 4 * HOUR, 30.0, 32.0, three),
+    )
+    return Scenario(name="export", seed=0, ports=4, phase_voltage=230.0, evse_max_a=32.0, limit_a=200.0, breaker_a=200.0,
+                    unmanaged_a=0.0, tariff=load_tariff("flat"), start_h=0.0, duration=4 * HOUR, sessions=sessions,
+                    events=(GridEvent("v2g_export", 1.0 * HOUR, 0.5 * HOUR, power_kw=15.0),), port_phase=(0, 1, 2, 0))
+
+
+def test_export_request_is_met_and_every_departure_minimum_still_reached() -> None:
+    scenario = _export_site()
+    run = simulate(scenario, SmartGrid(Parallel()))
+    assert run.export_requested_kwh == pytest.approx(7.5)
+    assert run.exported_kwh == pytest.approx(7.5, rel=0.03)
+    during = (run.t >= 1.05 * HOUR) & (run.t < 1.45 * HOUR)
+    assert (run.site_a[during].sum(axis=1) < 0).any()  # the site exports while charging d
+    # Every session fully met, c too: the guard let it give only what its last 15 minutes can make up.
+    assert run.delivered_kwh == pytest.approx(run.requested_kwh, abs=0.01)
+    m = measure(run)
+    assert m.compliance.passed and m.exported_kwh == pytest.approx(run.exported_kwh)
+
+
+def test_without_orchestration_nothing_is_exported() -> None:
+    run = simulate(_export_site(), Parallel())
+    assert run.exported_kwh == 0.0 and run.export_requested_kwh == pytest.approx(7.5)

@@ -209,6 +209,9 @@ class Adaptive:
     start_h: float = 0.0
     peak_weight: float = 0.0
     quick_weight: float = 10.0
+    energy_value: float = 1.0
+    """Value of a delivered kWh in the plan (``PlanInput.energy_value``): raise it with ``peak_weight`` so
+    that flattening the peak never costs energy."""
     replan_s: float = PERIOD_S
     unmanaged_max_a: float = 0.0
     name: str = "adaptive"
@@ -266,7 +269,7 @@ class Adaptive:
             start=obs.time, phases=obs.phases, ev_max_a=caps, remaining_kwh=np.where(caps > 0, obs.remaining_kwh, 0.0),
             departure=obs.departure, headroom_a=np.repeat(headroom[None, :], K, axis=0), price=price,
             phase_voltage=obs.phase_voltage, peak_weight=self.peak_weight, quick_weight=self.quick_weight,
-            previous_a=previous, durations_s=durations,
+            energy_value=self.energy_value, previous_a=previous, durations_s=durations,
         ))
         self.plans.append(result)
         return result
@@ -333,3 +336,45 @@ def offline_optimum(scenario: Scenario, period_s: float = PERIOD_S) -> tuple[flo
     result = linprog(-energy, A_ub=A, b_ub=b, bounds=np.stack([np.zeros(m), caps], axis=1), method="highs")
     delivered = float(-result.fun) if result.status == 0 else float("nan")
     return delivered, float(sum(s.energy_kwh for s in sessions))
+
+
+def offline_min_cost(scenario: Scenario, energy_kwh: Array, *, demand: bool = True, period_s: float = PERIOD_S) -> tuple[float, float]:
+    """The cheapest way any controller could deliver ``energy_kwh`` (per session, in arrival order) with
+    perfect knowledge of the day: one LP at ``period_s`` resolution under the same limit trace and margin
+    as ``offline_optimum``, each EV only inside its stay and never above its maximum. Minimises the
+    energy cost at the tariff plus, with ``demand``, the demand charge on the peak [kW]. Returns
+    ``(energy cost, peak kW)``; (nan, nan) if the energy cannot be delivered."""
+    from hil.simulation import limit_trace
+
+    K = int(np.ceil(scenario.duration / period_s))
+    t = np.arange(K) * period_s
+    _, enforced, _, unmanaged = limit_trace(scenario, t)
+    sessions = sorted(scenario.sessions, key=lambda s: s.arrival)
+    n = len(sessions)
+    phases = np.zeros((n, 3))
+    for k, s in enumerate(sessions):
+        phases[k, list(s.phases)] = 1.0
+    arrival = np.array([s.arrival for s in sessions])
+    departure = np.array([s.departure for s in sessions])
+    overlap = np.clip(np.minimum(departure[:, None], t[None, :] + period_s) - np.maximum(arrival[:, None], t[None, :]), 0.0, period_s)
+    idx_i, idx_k = np.nonzero(overlap > 1e-9)
+    m = len(idx_i)
+    nph = phases.sum(axis=1)
+    energy = nph[idx_i] * scenario.phase_voltage * period_s / 3.6e6  # kWh per A in the period
+    price = scenario.tariff.prices(t + period_s / 2, scenario.start_h)
+    c = np.concatenate([price[idx_k] * energy, [scenario.tariff.demand_per_kw if demand else 0.0]])
+    phase_rows = [(p * K + idx_k[phases[idx_i, p] > 0], np.nonzero(phases[idx_i, p] > 0)[0]) for p in range(3)]
+    # Peak: site power (ports plus the unmanaged load) <= peak, per period.
+    rows = np.concatenate([r for r, _ in phase_rows] + [3 * K + idx_k, 3 * K + np.arange(K)])
+    cols = np.concatenate([cc for _, cc in phase_rows] + [np.arange(m), np.full(K, m)])
+    vals = np.concatenate([np.ones(len(cc)) for _, cc in phase_rows] + [nph[idx_i] * scenario.phase_voltage / 1000.0, -np.ones(K)])
+    A = sp.csr_matrix((vals, (rows, cols)), shape=(4 * K, m + 1))
+    room = np.maximum(enforced - unmanaged - (0.02 * enforced + 1.0), 0.0)
+    b = np.concatenate([room, room, room, -3.0 * unmanaged * scenario.phase_voltage / 1000.0])
+    A_eq = sp.csr_matrix((energy, (idx_i, np.arange(m))), shape=(n, m + 1))
+    caps = np.array([s.max_current_a for s in sessions])[idx_i] * overlap[idx_i, idx_k] / period_s
+    bounds = np.concatenate([np.stack([np.zeros(m), caps], axis=1), [[0.0, np.inf]]])
+    result = linprog(c, A_ub=A, b_ub=b, A_eq=A_eq, b_eq=np.asarray(energy_kwh, dtype=float), bounds=bounds, method="highs")
+    if result.status != 0:
+        return float("nan"), float("nan")
+    return float(c[:m] @ result.x[:m]), float(result.x[m])

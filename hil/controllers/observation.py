@@ -51,6 +51,11 @@ class Observation:
     """Per-phase limit [A] by source: breaker, contract, ocpp, dr, ..."""
     price: float = 0.0
     phase_voltage: float = 230.0
+    export_kw: float = 0.0
+    """V2G: the export the grid requests from the site now [kW]."""
+    v2g_floor_kwh: Array | None = None
+    """V2G: per port, energy above the EV's emergency floor [kWh]; 0 for an EV that cannot discharge. Its
+    departure minimum lies ``v2g_floor_kwh + remaining_kwh`` above the floor."""
 
     @property
     def limit_a(self) -> Array:
@@ -65,7 +70,7 @@ class Observation:
 @dataclass
 class Decision:
     setpoints_a: Array
-    """Per-port current set points [A per phase]; 0 pauses the port."""
+    """Per-port current set points [A per phase]; 0 pauses the port, negative discharges (V2G)."""
     fallback: bool = False
     """True while the controller runs its safe allocation."""
 

@@ -1,5 +1,6 @@
 """The reference controllers: plain plug-in, sequential (and its timer variant), parallel (and weighted),
-and the registry of every reference controller by name (the adaptive ones live in ``adaptive``).
+and the registry of every reference controller by name (the adaptive ones live in ``adaptive``, the
+cloud-managed architecture in ``cloud``, V2G export in ``v2g``).
 
 - ``PlainPlugIn``: every EV gets its maximum; no coordination. The negative control.
 - ``Sequential``: one session at a time in first-come or earliest-deadline order; the head gets what the
@@ -106,10 +107,27 @@ class Parallel:
         return Decision(rates, stale)
 
 
+def _cloud(scenario: Scenario) -> Controller:
+    from hil.controllers.cloud import CloudManaged
+
+    return CloudManaged(Parallel())
+
+
+def _smart_grid(scenario: Scenario) -> Controller:
+    from hil.controllers.v2g import SmartGrid
+
+    return SmartGrid(_adaptive(scenario, cost_aware=False))
+
+
 def _adaptive(scenario: Scenario, cost_aware: bool) -> Controller:
     from hil.controllers.adaptive import Adaptive
 
+    # Cost-aware means the whole tariff: energy at its price and the demand charge on the peak (a scenario
+    # is one billing day, so a kW of peak costs the full charge). With a demand charge, energy is valued far
+    # above it, so that flattening the peak never costs energy.
+    demand = scenario.tariff.demand_per_kw if cost_aware else 0.0
     return Adaptive(tariff=scenario.tariff, start_h=scenario.start_h, quick_weight=1e-3 if cost_aware else 10.0,
+                    peak_weight=demand, energy_value=1000.0 if demand > 0 else 1.0,
                     name="adaptive-cost" if cost_aware else "adaptive")
 
 
@@ -119,7 +137,9 @@ CONTROLLERS: dict[str, Callable[[Scenario], Controller]] = {
     "edf": lambda scenario: Sequential(order="edf", name="edf"),
     "timer": lambda scenario: Sequential(slot_s=3600.0, name="timer"),
     "parallel": lambda scenario: Parallel(),
+    "cloud": _cloud,
     "adaptive": lambda scenario: _adaptive(scenario, cost_aware=False),
     "adaptive-cost": lambda scenario: _adaptive(scenario, cost_aware=True),
+    "smart-grid": _smart_grid,
 }
 """Reference controllers by name, built for a scenario (the adaptive ones read its tariff)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from hil.instruments.ev_simulator import EVSimulator
 from hil.instruments.power_source import PowerSource
 from hil.ocpp.fixtures import booted16, booted201, cp16, cs201, csms, scripted16  # noqa: F401 - OCPP suite fixtures
 from hil.plant import Plant
+from hil.report import transcripts
 from hil.report.pytest_hooks import ReportHooks, add_options, measurements  # noqa: F401 - reporting fixture
 from hil.rig.loader import DEFAULT_RIG, RigFileError, load_rig
 from hil.rig.model import RigSpec
@@ -146,51 +148,73 @@ def _open(opener: Any, *args: Any) -> Any:
 
 @pytest.fixture
 def power_source(rig: Rig) -> Iterator[PowerSource]:
-    """The rig's first power source; left in its verified safe state after the test."""
+    """The rig's first power source; left in its verified safe state after the test, its SCPI transcript
+    attached to the report."""
     if not rig.spec.power_sources:
         pytest.skip(f"rig {rig.spec.name!r} has no power source")
     source = _open(rig.power_source)
+    since = time.time()
     try:
         yield source
     finally:
-        source.safe_state()
+        try:
+            source.safe_state()
+        finally:
+            transcripts.attach(f"SCPI {source.name}", transcripts.scpi(source, since))
 
 
 @pytest.fixture
 def power_sources(rig: Rig) -> Iterator[dict[str, PowerSource]]:
     """Every power source of the rig by name; all left in their verified safe state after the test."""
     sources = {s.name: _open(rig.power_source, s.name) for s in rig.spec.power_sources}
+    since = time.time()
     try:
         yield sources
     finally:
         failures = {name: err for name, err in rig.safe_state().items() if err}
+        for name, source in sources.items():
+            transcripts.attach(f"SCPI {name}", transcripts.scpi(source, since))
         if failures:
             pytest.fail(f"safe state not verified: {failures}", pytrace=False)
 
 
 @pytest.fixture
-def meter(rig: Rig) -> EnergyMeter:
-    """The rig's first energy meter."""
+def meter(rig: Rig) -> Iterator[EnergyMeter]:
+    """The rig's first energy meter (its Modbus transcript attached to the report)."""
     if not rig.spec.meters:
         pytest.skip(f"rig {rig.spec.name!r} has no meter")
-    return _open(rig.meter)
+    instance = _open(rig.meter)
+    since = time.time()
+    yield instance
+    transcripts.attach(f"Modbus {instance.name}", transcripts.modbus(instance, since))
 
 
 @pytest.fixture
-def meters(rig: Rig) -> dict[str, EnergyMeter]:
+def meters(rig: Rig) -> Iterator[dict[str, EnergyMeter]]:
     """Every energy meter of the rig by name."""
-    return {m.name: _open(rig.meter, m.name) for m in rig.spec.meters}
+    instances = {m.name: _open(rig.meter, m.name) for m in rig.spec.meters}
+    since = time.time()
+    yield instances
+    for name, instance in instances.items():
+        transcripts.attach(f"Modbus {name}", transcripts.modbus(instance, since))
 
 
 @pytest.fixture
-def ev(rig: Rig) -> EVSimulator:
-    """The rig's first EV simulator."""
+def ev(rig: Rig) -> Iterator[EVSimulator]:
+    """The rig's first EV simulator (its CAN traffic attached to the report in candump format)."""
     if not rig.spec.ev_simulators:
         pytest.skip(f"rig {rig.spec.name!r} has no EV simulator")
-    return _open(rig.ev)
+    instance = _open(rig.ev)
+    since = time.time()
+    yield instance
+    transcripts.attach(f"CAN {instance.name} (candump)", transcripts.candump(instance, since), "log")
 
 
 @pytest.fixture
-def evs(rig: Rig) -> dict[str, EVSimulator]:
+def evs(rig: Rig) -> Iterator[dict[str, EVSimulator]]:
     """Every EV simulator of the rig by name."""
-    return {e.name: _open(rig.ev, e.name) for e in rig.spec.ev_simulators}
+    instances = {e.name: _open(rig.ev, e.name) for e in rig.spec.ev_simulators}
+    since = time.time()
+    yield instances
+    for name, instance in instances.items():
+        transcripts.attach(f"CAN {name} (candump)", transcripts.candump(instance, since), "log")

@@ -19,6 +19,8 @@ import asyncio
 import logging
 import math
 import threading
+import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +28,8 @@ from pymodbus.client import ModbusSerialClient, ModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.framer import FramerType
 
-from hil.instruments.errors import InstrumentProtocolError, InstrumentReportedError, InstrumentUnreachable
+from hil.instruments.errors import (InstrumentError, InstrumentProtocolError, InstrumentReportedError,
+                                   InstrumentUnreachable)
 from hil.instruments.register_map import SUNS, RegisterMap, decode_string, load_map
 
 log = logging.getLogger(__name__)
@@ -103,6 +106,8 @@ class EnergyMeter:
         self._models: list[tuple[int, int]] = []
         """SunSpec: (model id, address of its ID register) in chain order."""
         self._plans: dict[tuple[str, ...], list[tuple[int, int]]] = {}
+        self.transcript: deque[tuple[float, str, int, int, str]] = deque(maxlen=10_000)
+        """Recent reads: (time [s since the epoch], table, address, count, registers or the error)."""
 
     @property
     def address(self) -> str:
@@ -172,6 +177,15 @@ class EnergyMeter:
             return self._read(address, count, table or self.map.table)
 
     def _read(self, address: int, count: int, table: str, retry: bool = True) -> list[int]:
+        try:
+            regs = self._read_once(address, count, table, retry)
+        except InstrumentError as exc:
+            self.transcript.append((time.time(), table, address, count, f"error: {exc}"))
+            raise
+        self.transcript.append((time.time(), table, address, count, " ".join(f"{r:04x}" for r in regs)))
+        return regs
+
+    def _read_once(self, address: int, count: int, table: str, retry: bool) -> list[int]:
         what = f"{table} registers {address}..{address + count - 1}"
         if self._client is None:
             self._connect()
@@ -187,7 +201,7 @@ class EnergyMeter:
             if retry:
                 log.info("%s (%s): reconnecting after %s", self.name, self.address, exc)
                 try:
-                    return self._read(address, count, table, retry=False)
+                    return self._read_once(address, count, table, retry=False)
                 except InstrumentUnreachable as again:
                     raise InstrumentUnreachable(self.name, self.address, f"connection lost, reconnect failed: {again.message}") from exc
             raise InstrumentUnreachable(self.name, self.address, f"connection lost reading {what}: {exc}") from exc

@@ -263,7 +263,7 @@ class EVSimulator:
                 "Sequence": seq, "Command": int(cmd), "StateOfCharge": soc, "CurrentCap": current_cap,
                 "Faults": faults, "SilenceMask": silence,
             })
-            msg = can.Message(arbitration_id=SIM_CONTROL, data=data, is_extended_id=False)
+            msg = can.Message(arbitration_id=SIM_CONTROL, data=data, is_extended_id=False, timestamp=time.time())
             with self._seen:
                 self._replies.pop(seq, None)
             try:

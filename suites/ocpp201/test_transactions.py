@@ -417,18 +417,20 @@ async def _retry_case(cs: ChargerUnderTest, answers: list[Any], attempts: int, i
     await cs.control.plug_in(S.evse)
     first = await session.expect_frame("TransactionEvent", timeout=T)
     timeout = float(await st.get_variable(session, "OCPPCommCtrlr.MessageTimeout[Default]") or 30)
-    budget = sum(interval * k + timeout for k in range(1, attempts + 1)) + 2 * interval + T
-    deadline = time.monotonic() + budget
-    while time.monotonic() < deadline:
-        frames = [f for f in session.trace.frames if f.is_call and f.direction == "received"
-                  and f.action == "TransactionEvent" and f.payload == first.payload]
-        done = len(frames) >= len(answers) and _answered(session, frames[-1])
-        if done or len(frames) >= attempts:
+
+    def sent() -> list[Frame]:
+        return [f for f in session.trace.frames if f.is_call and f.direction == "received"
+                and f.action == "TransactionEvent" and f.payload == first.payload]
+    while True:  # wait for each next transmission as long as the rule allows, plus the tolerance
+        frames = sent()
+        if (len(frames) >= len(answers) and _answered(session, frames[-1])) or len(frames) >= attempts:
+            break
+        gap = interval * len(frames) + timeout + S.max_time_deviation + 1.0
+        if time.time() - frames[-1].time > gap:
             break
         await asyncio.sleep(0.1)
     await asyncio.sleep(interval * attempts + 1.0)  # one more (longer) interval: no further retry
-    return [f for f in session.trace.frames if f.is_call and f.direction == "received"
-            and f.action == "TransactionEvent" and f.payload == first.payload]
+    return sent()
 
 
 def _answered(session: Any, frame: Frame) -> bool:

@@ -102,7 +102,6 @@ class Evse:
     transaction: Transaction | None = None
     token: dict[str, str] | None = None
     """The idToken authorised on this EVSE (before or during its transaction)."""
-    token_info: dict[str, Any] = field(default_factory=dict)
     token_unsent: bool = False
     """The authorised token has not been in a TransactionEvent yet."""
     authorized_at: float = 0.0
@@ -649,7 +648,7 @@ class ChargingStation:
                 tx.stopped_reason = _STOPPED_REASON.get(trigger, "Other")
             self._event(e, tx, "Ended", trigger, token=token, meter=self.meter_value(
                 e, "Transaction.End", self.dm.members("SampledDataCtrlr", "TxEndedMeasurands")))
-            e.token, e.token_info, e.remote_start_id = None, {}, None
+            e.token, e.remote_start_id = None, None
             e.evse_suspended = False
             self.profiles.end_transaction(e.id)
             for pid in [pid for pid, (evse, raw) in self.raw_profiles.items()
@@ -748,7 +747,7 @@ class ChargingStation:
             self._soon(self._reboot("ScheduledReset"), 0.2)
 
     def _connection_timeout(self, e: Evse) -> None:
-        e.token, e.token_info, e.remote_start_id = None, {}, None
+        e.token, e.remote_start_id = None, None
         if e.transaction is not None:
             self._update(e, "EVConnectTimeout", stop_reason="Timeout", force_end=True)
 
@@ -808,7 +807,7 @@ class ChargingStation:
             self._authorize_evse(e, token, info, "Authorized")
 
     def _authorize_evse(self, e: Evse, token: dict[str, str], info: dict[str, Any], trigger: str) -> None:
-        e.token, e.token_info, e.token_unsent = dict(token), dict(info), True
+        e.token, e.token_unsent = dict(token), True
         e.authorized_at = asyncio.get_running_loop().time()
         e.evse_suspended = False
         if e.transaction is not None and e.remote_start_id is not None:
@@ -823,7 +822,7 @@ class ChargingStation:
         the transaction ends if Authorized is one of its stop points, else it goes on until another one.
         The event carries ``token`` when a presented token caused it."""
         tx = e.transaction
-        e.token, e.token_info, e.token_unsent, e.energy_flowing = None, {}, False, False
+        e.token, e.token_unsent, e.energy_flowing = None, False, False
         if tx is None:
             return
         tx.stopped_reason = tx.stopped_reason or stop_reason
@@ -962,7 +961,7 @@ class ChargingStation:
             except asyncio.TimeoutError:
                 pass
         for e in self.evses.values():
-            e.token, e.token_info, e.remote_start_id = None, {}, None
+            e.token, e.remote_start_id = None, None
         self._prepare_boot(reason)
         await self.uplink.reconnect(first=True)
 

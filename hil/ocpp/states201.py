@@ -172,7 +172,7 @@ async def authorized_local(cs: ChargerUnderTest, s: Settings = SETTINGS, value: 
     (start point Authorized, PowerPathClosed with the EV connected, or a running transaction)."""
     session = cs.session
     start, _ = await tx_points(session)
-    plugged = _plugged(cs, s)
+    plugged = ev_plugged_in(cs, s)
     running = open_transaction(session, s.evse) is not None
     with step("Authorized", f"present idToken {value or s.valid_token}"):
         await cs.control.present_token(value or s.valid_token, s.evse)
@@ -191,7 +191,7 @@ async def authorized_remote(cs: ChargerUnderTest, s: Settings = SETTINGS, value:
     RequestStartTransaction answer."""
     session = cs.session
     start, _ = await tx_points(session)
-    plugged = _plugged(cs, s)
+    plugged = ev_plugged_in(cs, s)
     running = open_transaction(session, s.evse)
     authorize_remote = (await get_variable(session, "AuthCtrlr.AuthorizeRemoteStart")) == "true"
     remote_id = next(_remote_start_ids)
@@ -213,7 +213,7 @@ async def authorized_remote(cs: ChargerUnderTest, s: Settings = SETTINGS, value:
     return answer
 
 
-def _plugged(cs: ChargerUnderTest, s: Settings) -> bool:
+def ev_plugged_in(cs: ChargerUnderTest, s: Settings) -> bool:
     """Whether the test plugged the EV in (the last connector report is Occupied)."""
     last = None
     for f in cs.session.trace.calls():
@@ -227,7 +227,7 @@ async def energy_transfer_started(cs: ChargerUnderTest, s: Settings = SETTINGS) 
     chargingState Charging. Returns the transactionId."""
     session = cs.session
     start, _ = await tx_points(session)
-    if not _plugged(cs, s):
+    if not ev_plugged_in(cs, s):
         running = open_transaction(session, s.evse) is not None
         with step("EnergyTransferStarted", "plug in: connector Occupied"):
             await cs.control.plug_in(s.evse)

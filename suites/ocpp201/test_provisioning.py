@@ -387,7 +387,7 @@ async def test_tc_b_21_cs(booted201: ChargerUnderTest) -> None:
     with step(7, "after the transaction ended: BootNotification reason ScheduledReset"):
         await session.expect("BootNotification", {"reason": "ScheduledReset"}, timeout=T)
     with step(9, "every connector reported"):
-        plugged = st._plugged(booted201, S)
+        plugged = st.ev_plugged_in(booted201, S)
         await _all_connectors(booted201, {S.evse: "Occupied"} if plugged else None)
     with step(11, "SecurityEventNotification StartupOfTheDevice or ResetOrReboot"):
         await session.expect("SecurityEventNotification",
@@ -572,7 +572,7 @@ async def test_tc_b_41_cs(booted201: ChargerUnderTest) -> None:
     with step(11, "after the last transaction: BootNotification reason ScheduledReset"):
         await session.expect("BootNotification", {"reason": "ScheduledReset"}, timeout=T)
     with step(13, "every connector reported, Occupied where the cable is still in"):
-        expected = {evse: "Occupied" for evse in (1, 2) if st._plugged(booted201, st.Settings(evse=evse))}
+        expected = {evse: "Occupied" for evse in (1, 2) if st.ev_plugged_in(booted201, st.Settings(evse=evse))}
         await _all_connectors(booted201, expected)
 
 

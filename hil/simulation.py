@@ -2,7 +2,8 @@
 
 Each EV follows its set point after a reaction delay and a first-order lag (IEC 61851-1 expects a
 reaction within 5 s), never above its own maximum, until its energy request is met. The site meter sees
-the ports plus the unmanaged load (optionally with a gain error, for fault scenarios). Limits come from
+the ports plus the unmanaged load (optionally with a gain error from a given time, and stale windows in
+which it delivers no new sample, for fault scenarios); the port meters are always true. Limits come from
 the breaker/contract and from grid events: a demand-response limit reaches the controller ``notice``
 seconds before it applies. Everything the metrics and the compliance check need is recorded.
 
@@ -37,6 +38,11 @@ class SimulationConfig:
     start-up) [s]; the controller may already allocate to it."""
     meter_gain: float = 1.0
     """Site-meter gain error (0.8 = reads 20 % low)."""
+    meter_gain_from: float = 0.0
+    """When the gain error starts [s] (the meter reads true before)."""
+    meter_stale: tuple[tuple[float, float], ...] = ()
+    """(start, end) windows [s] in which the site meter delivers no new sample: the controller keeps
+    seeing the last reading, its age growing."""
     record_ports_every: float = 60.0
     """Keep per-port currents at this resolution [s] (memory stays small for large sites)."""
 
@@ -126,6 +132,7 @@ def simulate(scenario: Scenario, controller: Controller, config: SimulationConfi
     slot = 0  # ring-buffer position of the newest set point in ``history``
     connected = np.zeros(n, dtype=bool)
     energy_per_amp = v * dt / 3.6e6
+    site_reading, read_at = np.zeros(3), 0.0  # the site meter's last sample and its time
 
     for k in range(steps):
         t = k * dt
@@ -155,11 +162,13 @@ def simulate(scenario: Scenario, controller: Controller, config: SimulationConfi
 
         unmanaged = unmanaged_rec[k]
         if k % control_every == 0:
-            site = phases.T @ actual + unmanaged
+            if not any(start <= t < end for start, end in config.meter_stale):
+                gain = config.meter_gain if t >= config.meter_gain_from else 1.0
+                site_reading, read_at = (phases.T @ actual + unmanaged) * gain, t
             obs = Observation(
                 time=t, connected=connected, phases=phases, ev_max_a=ev_max, measured_a=actual,
-                remaining_kwh=remaining, arrival=arrival, departure=departure, site_a=site * config.meter_gain,
-                site_age_s=0.0, limits={"breaker": np.full(3, base_rec[k]), "dr": np.full(3, announced_rec[k])},
+                remaining_kwh=remaining, arrival=arrival, departure=departure, site_a=site_reading.copy(),
+                site_age_s=t - read_at, limits={"breaker": np.full(3, base_rec[k]), "dr": np.full(3, announced_rec[k])},
                 price=float(price_rec[k]), phase_voltage=v, export_kw=float(export_rec[k]),
                 v2g_floor_kwh=np.where(reserve > 0, reserve + requested_at - remaining, 0.0),
             )

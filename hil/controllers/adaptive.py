@@ -11,8 +11,8 @@ announced demand response). The 6 A floor is not convex: the dispatcher enforces
 fresh plan, the required-rate floor ``e_i / time left`` filled fairly, then the surplus), projects them
 onto the *measured* headroom with the 6 A floor, applies decreases at once, ramps increases at 1 A/s
 (in steps at most every 10 s),
-keeps a 0.5 A dead-band, and falls back to equal share on the worst-case headroom when the site meter is
-stale.
+keeps a 0.5 A dead-band, and falls back to equal share on the worst-case headroom while the shell does
+not trust the site meter.
 
 Units: seconds, A per phase, kWh, V.
 """
@@ -20,7 +20,7 @@ Units: seconds, A per phase, kWh, V.
 from __future__ import annotations
 
 import time as wallclock
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -227,11 +227,12 @@ class Adaptive:
         self._shell = Headroom(self.unmanaged_max_a)
 
     def decide(self, obs: Observation) -> Decision:
-        headroom, stale = self._shell(obs)
+        budget = self._shell(obs)
+        headroom, caps = budget.headroom_a, budget.caps_a
+        obs = replace(obs, phases=budget.phases)  # the phases the shell budgets on (learned from metering)
         n = len(obs.connected)
-        caps = np.where(obs.connected & (obs.remaining_kwh > 0), obs.ev_max_a, 0.0)
-        if stale:
-            return self._damped(obs, equal_share(caps, obs.phases, headroom), fallback=True)
+        if budget.fallback:
+            return self._damped(obs, equal_share(caps, obs.phases, headroom))
         signature = (np.packbits(caps > 0).tobytes(), round(float(headroom.min()), 1))
         due = self._plan is None or obs.time - self._plan.start >= self.replan_s or signature != self._signature
         if due:
@@ -251,7 +252,7 @@ class Adaptive:
             promoted = admit(order_small, obs.phases, np.maximum(left, 0.0), np.where(np.isin(np.arange(n), small), caps, 0.0))
             base = np.where(promoted, MIN_CURRENT_A, base)
         dispatched = equal_share(np.minimum(base, caps), obs.phases, headroom, order=np.argsort(-base, kind="stable"))
-        return self._damped(obs, dispatched[:n], fallback=False)
+        return self._damped(obs, dispatched[:n])
 
     def _replan(self, obs: Observation, headroom: Array, caps: Array) -> Plan:
         active = obs.departure[np.isfinite(obs.departure) & (caps > 0)]
@@ -283,13 +284,13 @@ class Adaptive:
         rest = headroom - obs.phases.T @ floor
         return floor + water_fill(caps - floor, obs.phases, np.maximum(rest, 0.0))
 
-    def _damped(self, obs: Observation, new: Array, fallback: bool) -> Decision:
+    def _damped(self, obs: Observation, new: Array) -> Decision:
         """Decreases at once; increases at 1 A/s on average, sent in steps at most every 10 s; changes below
         0.5 A ignored; a paused port restarts at 6 A at once."""
         if self._sent is None or len(self._sent) != len(new):
             self._sent = new.copy()
             self._raised = np.full(len(new), obs.time)
-            return Decision(self._sent.copy(), fallback)
+            return self._shell.issue(self._sent)
         sent, raised = self._sent, self._raised
         due = obs.time - raised >= RAMP_STEP_S
         allowed = np.where(sent < MIN_CURRENT_A, MIN_CURRENT_A, sent + RAMP_UP_A_PER_S * (obs.time - raised))
@@ -298,7 +299,7 @@ class Adaptive:
         out = np.where(new < sent, new, out)  # decreases at once, whatever their size
         self._raised = np.where(up | (new < sent), obs.time, raised)
         self._sent = out
-        return Decision(out.copy(), fallback)
+        return self._shell.issue(out)
 
 
 def offline_optimum(scenario: Scenario, period_s: float = PERIOD_S) -> tuple[float, float]:

@@ -5,9 +5,29 @@ site meter with its age, the site limit from every source, the price now) and re
 (per-port current set points). The same controller runs in the in-memory simulator and on a rig through
 the drivers: only the code that builds observations differs.
 
-The shell (``Headroom``) turns the observation into per-phase headroom ``H = L - U_hat - margin``: ``L`` the
-minimum over limit sources, ``U_hat`` the unmanaged load (site meter minus the ports, smoothed), the margin
-``0.02 L + 1 A``. With a stale site meter it assumes the declared worst-case unmanaged load.
+The shell (``Headroom``) turns the observation into a ``Budget``: per-phase headroom ``H = L - U_hat -
+margin - reserved`` and per-port caps. ``L`` is the minimum over limit sources, ``U_hat`` the unmanaged load
+(site meter minus the port meters, smoothed), the margin ``0.02 L + 1 A``. It falls back (``U_hat`` := the
+declared worst case ``unmanaged_max_a``, nothing taken from the site meter) when
+
+- (a) the site-meter sample is older than 3 s;
+- (b) the site meter is implausible: the port meters add up to more than the site meter plus the margin
+  on a phase for more than 10 s (it reads low), or the site reading less the port meters jumps by more
+  than half the limit in one sample;
+
+and leaves the fallback only after 60 s of healthy data. An implausible sample never feeds the estimate
+(while the 10 s run, the estimate holds); leaving the fallback, the estimate falls from the worst case
+like any fall of the unmanaged load (smoothed), so the headroom does not leap back. (The planner-silence
+trigger (c) belongs to the architectures with a remote planner.)
+
+(d) A port that draws more than 2 A above the set point the shell last issued for it, for more than
+10 s, is budgeted at what it draws: its measured current is reserved off the headroom and it gets no set
+point (cap 0) until it has followed for 60 s. A port drawing less than its set point stays budgeted at
+the set point: it may catch up at any moment. Controllers issue their set points through the shell
+(``Headroom.issue``), so it knows what each port was told.
+
+Phases are learned from metering, never assumed: a port is budgeted on all three phases until its meter
+has shown it drawing this session, then on the phases it showed (a declaration is not trusted).
 
 Units: seconds, A per phase, kWh, V.
 """
@@ -27,6 +47,22 @@ STALE_METER_S = 3.0
 """A site-meter sample older than this triggers the fallback [s]."""
 EMA_TAU_S = 2.5
 """Time constant of the unmanaged-load estimate [s]."""
+MARGIN_SHARE = 0.02
+MARGIN_A = 1.0
+"""The safety margin ``0.02 L + 1 A`` kept below the limit (and the plausibility tolerance)."""
+IMPLAUSIBLE_S = 10.0
+"""The port meters exceeding the site meter (plus the margin) for longer than this triggers the fallback [s]."""
+JUMP_SHARE = 0.5
+"""A jump of the site reading less the port meters by more than this share of the limit in one sample
+triggers the fallback (a glitch: load changes the port meters explain are not jumps)."""
+HEALTHY_EXIT_S = 60.0
+"""Healthy data needed to leave the fallback, and following needed to release a port budgeted at its draw [s]."""
+DRAWING_A = 2.0
+"""A port draws when its meter shows more than this [A]: only then are its phases known."""
+NOT_FOLLOWING_A = 2.0
+NOT_FOLLOWING_S = 10.0
+"""A port drawing more than ``NOT_FOLLOWING_A`` above its set point for longer than this [s] is budgeted at
+its draw."""
 
 
 @dataclass
@@ -83,29 +119,153 @@ class Controller(Protocol):
     def decide(self, obs: Observation) -> Decision: ...
 
 
+@dataclass(frozen=True)
+class Budget:
+    """What the shell lets a controller allocate now."""
+
+    headroom_a: Array
+    """Per-phase headroom [A]: limit less unmanaged load, margin and the draw of ports not following."""
+    phases: Array
+    """(ports, 3) the phases to budget each port on: as its meter showed them while it drew this session;
+    all three for a connected port not seen drawing yet (a declaration is not trusted)."""
+    caps_a: Array
+    """Per-port upper bound [A per phase]: the EV's maximum for a port that wants energy, else 0 (also 0
+    for a port budgeted at its own draw because it does not follow its set point)."""
+    fallback: bool
+    """True while the site meter is not trusted (stale or implausible) and the worst case is assumed."""
+
+
 @dataclass
 class Headroom:
-    """The safety shell: per-phase headroom from the limit, the unmanaged-load estimate and the margin."""
+    """The safety shell: headroom from the limit, the unmanaged-load estimate and the margin; the site-meter
+    watchdog and plausibility check with their fallback; set-point following per port.
+
+    Call it once per decision with the observation, then hand the set points to ``issue``.
+    """
 
     unmanaged_max_a: float = 0.0
-    """Declared worst-case unmanaged load per phase [A], assumed while the site meter is stale."""
+    """Declared worst-case unmanaged load per phase [A], assumed in fallback."""
     _estimate: Array | None = field(default=None, repr=False)
     _last: float | None = field(default=None, repr=False)
+    _residual: Array | None = field(default=None, repr=False)
+    """Site reading less the port meters at the last fresh sample [A per phase] (for the jump test)."""
+    _implausible_since: float | None = field(default=None, repr=False)
+    _healthy_since: float | None = field(default=None, repr=False)
+    _fallback: bool = field(default=False, repr=False)
+    _sent: Array | None = field(default=None, repr=False)
+    """Set points issued last [A per phase]."""
+    _learned: Array = field(default_factory=lambda: np.zeros((0, 3)), repr=False)
+    """(ports, 3) phases each port's meter showed this session (nan: not drawing yet)."""
+    _session: Array = field(default_factory=lambda: np.zeros(0), repr=False)
+    """Per port: arrival time of the session the learned phases belong to (-inf: free port)."""
+    _unknown: bool = field(default=False, repr=False)
+    """Some connected port has not shown its phases yet."""
+    _phases_out: Array | None = field(default=None, repr=False)
+    """The phases budgeted last (recomputed only when something about them changed)."""
+    _pins: NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool), repr=False)
+    """Per port: budgeted at its own draw."""
+    _over_since: Array = field(default_factory=lambda: np.zeros(0), repr=False)
+    """Per port: since when it draws more than 2 A above its set point [s] (nan: it does not)."""
+    _followed_since: Array = field(default_factory=lambda: np.zeros(0), repr=False)
+    """Per pinned port: since when it follows its set point again [s] (nan: it does not)."""
+    _watching: bool = field(default=False, repr=False)
+    """Some port is over its set point or pinned (else the following check has nothing to track)."""
 
-    def __call__(self, obs: Observation) -> tuple[Array, bool]:
-        """Headroom per phase [A] and whether the site meter is unusable (fallback)."""
+    def __call__(self, obs: Observation) -> Budget:
+        """The budget for this decision."""
         limit = obs.limit_a
+        margin = MARGIN_SHARE * limit + MARGIN_A
+        fallback = self._site_meter(obs, limit, margin)
+        if fallback:
+            self._estimate = np.full(3, self.unmanaged_max_a)  # leaving the fallback, the estimate falls from here
+        assert self._estimate is not None
+        pinned = self._pinned(obs)
+        phases = self._phases(obs)
+        wanting = obs.connected & (obs.remaining_kwh > 0)
+        headroom = limit - self._estimate - margin
+        if self._watching:
+            headroom = headroom - phases.T @ np.where(pinned, np.maximum(obs.measured_a, 0.0), 0.0)
+            wanting = wanting & ~pinned
+        return Budget(np.maximum(headroom, 0.0), phases, np.where(wanting, obs.ev_max_a, 0.0), fallback)
+
+    def issue(self, setpoints_a: Array) -> Decision:
+        """The decision carrying ``setpoints_a`` [A per phase], remembered for the following check."""
+        self._sent = np.array(setpoints_a, dtype=float)
+        return Decision(self._sent.copy(), self._fallback)
+
+    def _site_meter(self, obs: Observation, limit: Array, margin: Array) -> bool:
+        """Update the unmanaged-load estimate from a healthy sample and the fallback state; True in fallback."""
+        t = obs.time
         stale = obs.site_age_s > STALE_METER_S
-        if stale:
-            unmanaged = np.full(3, self.unmanaged_max_a)
+        residual = obs.site_a - obs.phases.T @ obs.measured_a
+        reads_low = not stale and float((residual + margin).min()) < 0.0
+        jump = (not stale and self._residual is not None
+                and float((np.abs(residual - self._residual) - JUMP_SHARE * limit).max()) > 0.0)
+        self._residual = None if stale else residual
+        if reads_low:
+            self._implausible_since = t if self._implausible_since is None else self._implausible_since
         else:
-            sample = np.maximum(obs.site_a - obs.phases.T @ obs.measured_a, 0.0)
+            self._implausible_since = None
+        implausible = jump or (self._implausible_since is not None and t - self._implausible_since > IMPLAUSIBLE_S)
+        healthy = not (stale or reads_low or jump)
+        if stale or implausible:
+            self._fallback, self._healthy_since = True, None
+        elif not healthy:
+            self._healthy_since = None
+        else:
+            self._healthy_since = t if self._healthy_since is None else self._healthy_since
+            if self._fallback and t - self._healthy_since >= HEALTHY_EXIT_S:
+                self._fallback = False
+        if healthy:
+            sample = np.maximum(residual, 0.0)
             if self._estimate is None or self._last is None:
                 self._estimate = sample
             else:
-                k = 1.0 - math.exp(-max(obs.time - self._last, 0.0) / EMA_TAU_S)
+                k = 1.0 - math.exp(-max(t - self._last, 0.0) / EMA_TAU_S)
                 # Rises count at once (safety), falls are smoothed.
                 self._estimate = np.maximum(sample, self._estimate + k * (sample - self._estimate))
-            unmanaged = self._estimate
-        self._last = obs.time
-        return np.maximum(limit - unmanaged - (0.02 * limit + 1.0), 0.0), stale
+            self._last = t
+        elif self._estimate is None:
+            self._estimate = np.full(3, self.unmanaged_max_a)
+        return self._fallback
+
+    def _phases(self, obs: Observation) -> Array:
+        """Phases learned from metering: a port's phases from its first sample drawing more than 2 A this
+        session on; all three until then; none for a free port."""
+        n = len(obs.connected)
+        key = np.where(obs.connected, obs.arrival, -np.inf)  # a session is known by its arrival
+        if self._phases_out is None or len(self._session) != n:
+            self._learned, self._session = np.full((n, 3), np.nan), np.full(n, np.nan)
+        changed = key != self._session
+        renewed = bool(changed.any())
+        if renewed:  # a session began or ended: what was learned for the port is void
+            self._learned[changed] = np.nan
+            self._session = key
+        if renewed or self._unknown:
+            unknown = np.isfinite(key) & np.isnan(self._learned[:, 0])
+            drawing = unknown & (np.abs(obs.measured_a) > DRAWING_A)
+            self._learned[drawing] = obs.phases[drawing]
+            self._unknown = bool((unknown & ~drawing).any())
+            out = np.where(np.isnan(self._learned), 1.0, self._learned)
+            self._phases_out = np.where(np.isfinite(key)[:, None], out, 0.0)
+        assert self._phases_out is not None
+        return self._phases_out
+
+    def _pinned(self, obs: Observation) -> NDArray[np.bool_]:
+        """Ports budgeted at their own draw: more than 2 A above their set point for more than 10 s, until
+        they have followed it for 60 s (or leave)."""
+        n, t = len(obs.connected), obs.time
+        if self._sent is None or len(self._pins) != n:
+            self._sent, self._pins = np.zeros(n), np.zeros(n, dtype=bool)
+            self._over_since, self._followed_since = np.full(n, np.nan), np.full(n, np.nan)
+        excess = obs.measured_a - self._sent
+        if not self._watching and float(excess.max(initial=-np.inf)) <= NOT_FOLLOWING_A:
+            return self._pins  # everyone follows (the usual case): nothing to track
+        over = obs.connected & (excess > NOT_FOLLOWING_A)
+        self._over_since = np.where(over, np.fmin(self._over_since, t), np.nan)
+        pins = self._pins | (over & (t - self._over_since > NOT_FOLLOWING_S))
+        followed = np.where(pins & ~over, np.fmin(self._followed_since, t), np.nan)
+        pins &= obs.connected & ~(t - followed >= HEALTHY_EXIT_S)
+        self._pins, self._followed_since = pins, np.where(pins, followed, np.nan)
+        self._watching = bool(over.any() or pins.any())
+        return pins

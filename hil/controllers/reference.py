@@ -51,12 +51,12 @@ class Sequential:
             self.architecture = "timer"
 
     def decide(self, obs: Observation) -> Decision:
-        headroom, stale = self._shell(obs)
-        waiting = np.nonzero(obs.connected & (obs.remaining_kwh > 0))[0]
+        budget = self._shell(obs)
+        waiting = np.nonzero(budget.caps_a > 0)[0]
         rates = np.zeros(len(obs.connected))
         if len(waiting) == 0:
             self._head = None
-            return Decision(rates, stale)
+            return self._shell.issue(rates)
         key = obs.arrival if self.order == "fcfs" else obs.departure
         queue = waiting[np.argsort(key[waiting], kind="stable")]
         head = self._head
@@ -66,10 +66,10 @@ class Sequential:
             position = int(np.nonzero(queue == head)[0][0])
             head, self._since = int(queue[(position + 1) % len(queue)]), obs.time
         self._head = head
-        used = obs.phases[head] > 0
-        room = float(headroom[used].min()) if used.any() else 0.0
-        rates[head] = quantise(min(obs.ev_max_a[head], room))
-        return Decision(rates, stale)
+        used = budget.phases[head] > 0
+        room = float(budget.headroom_a[used].min()) if used.any() else 0.0
+        rates[head] = quantise(min(budget.caps_a[head], room))
+        return self._shell.issue(rates)
 
 
 @dataclass
@@ -90,27 +90,34 @@ class Parallel:
         self._shell = Headroom(self.unmanaged_max_a)
 
     def decide(self, obs: Observation) -> Decision:
-        headroom, stale = self._shell(obs)
+        budget = self._shell(obs)
+        headroom, caps, phases = budget.headroom_a, budget.caps_a, budget.phases
         n = len(obs.connected)
-        caps = np.where(obs.connected & (obs.remaining_kwh > 0), obs.ev_max_a, 0.0)
         if obs.time - self._rotated >= self.rotate_s:
             wanting = int(np.count_nonzero(caps >= MIN_CURRENT_A))
-            if wanting and (obs.phases.T @ (caps > 0) * MIN_CURRENT_A > headroom + 1e-9).any():  # not all fit at 6 A
+            if wanting and (phases.T @ (caps > 0) * MIN_CURRENT_A > headroom + 1e-9).any():  # not all fit at 6 A
                 self._pointer, self._rotated = (self._pointer + max(1, wanting // 4)) % max(n, 1), obs.time
         last = self._last
         if (last is not None and last[3] == self._pointer and float(np.abs(last[2] - headroom).max()) <= 0.01
-                and np.array_equal(last[0], caps) and np.array_equal(last[1], obs.phases)):
-            return Decision(last[4], stale)  # same inputs, same answer: skip the fill
+                and np.array_equal(last[0], caps) and np.array_equal(last[1], phases)):
+            return self._shell.issue(last[4])  # same inputs, same answer: skip the fill
         order = np.roll(np.arange(n), -self._pointer)
-        rates = equal_share(caps, obs.phases, headroom, order=order, weights=self.weights)
-        self._last = (caps, obs.phases.copy(), headroom, self._pointer, rates)
-        return Decision(rates, stale)
+        rates = equal_share(caps, phases, headroom, order=order, weights=self.weights)
+        self._last = (caps, phases, headroom, self._pointer, rates)
+        return self._shell.issue(rates)
+
+
+def declared_unmanaged_a(scenario: Scenario) -> float:
+    """The worst-case unmanaged load a site declares [A per phase]: the building's base load plus every
+    unmanaged-load step the scenario holds (its nameplate). The shell assumes it in fallback."""
+    steps = sum(e.fraction for e in scenario.events if e.kind == "unmanaged_step")
+    return scenario.unmanaged_a + steps * scenario.limit_a
 
 
 def _cloud(scenario: Scenario) -> Controller:
     from hil.controllers.cloud import CloudManaged
 
-    return CloudManaged(Parallel())
+    return CloudManaged(Parallel(unmanaged_max_a=declared_unmanaged_a(scenario)))
 
 
 def _smart_grid(scenario: Scenario) -> Controller:
@@ -128,18 +135,19 @@ def _adaptive(scenario: Scenario, cost_aware: bool) -> Controller:
     demand = scenario.tariff.demand_per_kw if cost_aware else 0.0
     return Adaptive(tariff=scenario.tariff, start_h=scenario.start_h, quick_weight=1e-3 if cost_aware else 10.0,
                     peak_weight=demand, energy_value=1000.0 if demand > 0 else 1.0,
-                    name="adaptive-cost" if cost_aware else "adaptive")
+                    unmanaged_max_a=declared_unmanaged_a(scenario), name="adaptive-cost" if cost_aware else "adaptive")
 
 
 CONTROLLERS: dict[str, Callable[[Scenario], Controller]] = {
     "plain": lambda scenario: PlainPlugIn(),
-    "sequential": lambda scenario: Sequential(),
-    "edf": lambda scenario: Sequential(order="edf", name="edf"),
-    "timer": lambda scenario: Sequential(slot_s=3600.0, name="timer"),
-    "parallel": lambda scenario: Parallel(),
+    "sequential": lambda scenario: Sequential(unmanaged_max_a=declared_unmanaged_a(scenario)),
+    "edf": lambda scenario: Sequential(order="edf", unmanaged_max_a=declared_unmanaged_a(scenario), name="edf"),
+    "timer": lambda scenario: Sequential(slot_s=3600.0, unmanaged_max_a=declared_unmanaged_a(scenario), name="timer"),
+    "parallel": lambda scenario: Parallel(unmanaged_max_a=declared_unmanaged_a(scenario)),
     "cloud": _cloud,
     "adaptive": lambda scenario: _adaptive(scenario, cost_aware=False),
     "adaptive-cost": lambda scenario: _adaptive(scenario, cost_aware=True),
     "smart-grid": _smart_grid,
 }
-"""Reference controllers by name, built for a scenario (the adaptive ones read its tariff)."""
+"""Reference controllers by name, built for a scenario (the adaptive ones read its tariff; every one that
+coordinates falls back to the scenario's declared worst-case unmanaged load)."""

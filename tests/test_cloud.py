@@ -8,15 +8,21 @@ three EVs arriving behind a 50 A feeder, a limit step down to 30 A, one EV leavi
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
 
-from hil.controllers.cloud import CloudManaged, plan_changes, quantise_profile, tx_profile
+from hil.clock import ScaledClock
+from hil.controllers.cloud import (
+    FLOOR_PROFILE_ID, LEASE_PROFILE_ID, CloudManaged, offline_share, plan_changes, quantise_profile,
+    station_max_profile, tx_profile,
+)
 from hil.controllers.cloud_site import CloudSiteResult, run_cloud_site
 from hil.controllers.reference import Parallel
 from hil.metrics import measure
 from hil.ocpp import smart_charging as sc
+from hil.ocpp.uplink import Calendar
 from hil.scenarios import GridEvent, Scenario, Session, load_tariff, load_scenario
 from hil.simulation import SimulationConfig, simulate
 
@@ -42,6 +48,34 @@ def test_tx_profile_is_what_the_charge_point_enforces() -> None:
     profile = sc.profile_from_ocpp(tx_profile(1, 7, 9.4), "1.6")
     assert profile.purpose is sc.Purpose.TX and profile.transaction_id == 7
     assert profile.schedule.periods[0].limit == pytest.approx(9.4)
+
+
+def test_without_its_lease_a_charge_point_falls_back_to_the_floor() -> None:
+    floor = offline_share(38.4, 2.0, 4)
+    assert floor == pytest.approx(9.1)  # (38.4 - 2) / 4, rounded down to 0.1 A
+    issued = datetime(2026, 1, 1, 12, 0, 0, 500_000, tzinfo=timezone.utc)
+    store = sc.ProfileStore()
+    for raw, connector in ((station_max_profile(FLOOR_PROFILE_ID, 0, floor, issued), 0),
+                           (station_max_profile(LEASE_PROFILE_ID, 1, 32.0, issued, issued + timedelta(seconds=20)), 0),
+                           (tx_profile(1, 7, 16.0), 1)):
+        profile = sc.profile_from_ocpp(raw, "1.6")
+        assert store.validate_install(profile, connector, 7) is None
+        store.install(profile, connector)
+    at = lambda s: sc.limit_at(store, 1, issued + timedelta(seconds=s), transaction_start=issued, transaction_id=7)  # noqa: E731
+    assert at(0.0) == pytest.approx(16.0)  # in force from the second it was issued: the lease lifts the floor
+    assert at(19.0) == pytest.approx(16.0)
+    assert at(20.5) == pytest.approx(floor)  # lease expired: the TxProfile is capped by the floor
+
+
+def test_a_calendar_on_a_scaled_clock_runs_fast_from_the_wall_clock_date() -> None:
+    clock = ScaledClock(100.0)
+    first, second = Calendar.of(clock), Calendar.of(clock)
+    start, wall = first.now(), datetime.now(timezone.utc)
+    assert abs((start - wall).total_seconds()) < 1.0
+    asyncio.run(first.sleep(50.0))  # half a second of wall-clock time
+    assert 50.0 <= (second.now() - start).total_seconds() < 60.0
+    assert (datetime.now(timezone.utc) - wall).total_seconds() < 0.6
+    assert abs((first.epoch - second.epoch).total_seconds()) < 1e-3  # one clock, one calendar
 
 
 def test_model_new_sessions_wait_on_the_default_until_allocated() -> None:

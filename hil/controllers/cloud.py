@@ -9,12 +9,30 @@ The decision is any reference controller (``inner``, parallel by default) run on
 - each allocation goes out as a **TxProfile** per running transaction (one period from 0, unit A, no
   duration: in force until replaced or until the transaction ends), limits rounded down to the profile's
   0.1 A;
-- **decreases are sent first** and the increases only once every decrease has been accepted, so that the
+- **decreases are sent first** and the increases only once every decrease has been answered, so that the
   site never carries old and new allocations at the same time;
 - the charge point applies the composite limit when it has accepted the profile.
 
+What a charge point does when it loses the CSMS (F3) is decided at boot, because then nothing can be sent:
+
+- a **ChargePointMaxProfile floor** (connector 0, stack level 0, no expiry) of ``offline_a``, the share of
+  the lowest limit the site may ever see (less its unmanaged load) per charge point: all charge points at
+  their floor stay inside that lowest limit, on any phase;
+- a **ChargePointMaxProfile lease** (connector 0, stack level 1) at the charge point's rating, valid for
+  ``lease_s`` from its issue (``validTo``), which lifts the floor while the CSMS is in contact; the CSMS
+  renews it at each allocation that finds less than one and a half allocation periods of it left. Without
+  the CSMS the lease expires and the station maximum falls back to the floor (the lower stack level): the
+  charge point needs no message to become safe. ``lease_s`` (20 s) is a third of the cloud settling time:
+  a limit reduction the CSMS cannot deliver is met within it, and even held at the old allocation for the
+  whole lease (and the charge point's and the EVs' reaction after it) the overshoot stays inside the
+  transient allowance (a linear ramp over the settling time: the whole reduction for half of it). A lease
+  lifts a cap: it is sent after the decreases and the increases.
+
+A transaction that starts offline draws the TxDefaultProfile (0 A) until the CSMS is back and allocates
+it; a running one keeps its TxProfile, capped by the floor once the lease has expired.
+
 ``CloudManaged`` models that path in the fast in-memory loop (decision period, message latency, the
-decrease-then-increase order, the TxDefaultProfile for new sessions). ``hil.controllers.cloud_site`` runs
+decrease-then-increase order, the TxDefaultProfile for new sessions; no outage, so no floor or lease). ``hil.controllers.cloud_site`` runs
 it for real: evhil's CSMS sends SetChargingProfile over OCPP-J WebSockets to evhil's charge point
 emulators, whose connectors are plant ports. Both use ``plan_changes`` and ``tx_profile`` below.
 
@@ -26,15 +44,21 @@ Units: seconds, A per phase.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 
 from hil.controllers.observation import Array, Controller, Decision, Observation
+from hil.ocpp.smart_charging import format_datetime
 
 PROFILE_RESOLUTION_A = 0.1
 """OCPP charging-rate resolution in A (one decimal)."""
 TX_DEFAULT_PROFILE_ID = 1
+FLOOR_PROFILE_ID = 2
+"""The ChargePointMaxProfile a charge point falls back to when its lease expires (stack level 0)."""
+LEASE_PROFILE_ID = 3
+"""The ChargePointMaxProfile that lifts the floor while the CSMS is in contact (stack level 1, validTo)."""
 TX_PROFILE_BASE_ID = 1000
 """TxProfile ids are this plus the connector id (one TxProfile per connector, replaced in place)."""
 
@@ -76,6 +100,31 @@ def tx_default_profile(limit_a: float) -> dict[str, Any]:
         "chargingSchedule": {"chargingRateUnit": "A",
                              "chargingSchedulePeriod": [{"startPeriod": 0, "limit": round(float(limit_a), 1)}]},
     }
+
+
+def station_max_profile(profile_id: int, stack_level: int, limit_a: float, issued: datetime,
+                        valid_to: datetime | None = None) -> dict[str, Any]:
+    """A 1.6 ChargePointMaxProfile (connector 0) holding ``limit_a`` [A per phase] from ``issued`` (taken to
+    the whole second before, so that a charge point whose clock reads a few microseconds behind already
+    sees it in force), until ``valid_to`` when given (the floor: ``FLOOR_PROFILE_ID`` at level 0; the
+    lease: ``LEASE_PROFILE_ID`` at 1)."""
+    issued = issued.replace(microsecond=0)
+    profile: dict[str, Any] = {
+        "chargingProfileId": profile_id, "stackLevel": stack_level,
+        "chargingProfilePurpose": "ChargePointMaxProfile", "chargingProfileKind": "Absolute",
+        "validFrom": format_datetime(issued),
+        "chargingSchedule": {"chargingRateUnit": "A", "startSchedule": format_datetime(issued),
+                             "chargingSchedulePeriod": [{"startPeriod": 0, "limit": round(float(limit_a), 1)}]},
+    }
+    if valid_to is not None:
+        profile["validTo"] = format_datetime(valid_to)
+    return profile
+
+
+def offline_share(lowest_limit_a: float, unmanaged_a: float, charge_points: int) -> float:
+    """The floor per charge point [A per phase]: the lowest site limit less the unmanaged load, shared by
+    ``charge_points`` and rounded down to the profile resolution (all of them on one phase stay inside)."""
+    return float(quantise_profile(np.array([(lowest_limit_a - unmanaged_a) / max(charge_points, 1)]))[0])
 
 
 @dataclass

@@ -7,7 +7,11 @@ configured retries; the reconnect back-off is the 2.0.1 rule (``uplink``). The c
 (``plug_in``, ``unplug``, ``present_token``, ``cut_network``, ``restore_network``, ``raise_fault``,
 ``clear_fault``) acts on the plant and the network, as a bench would.
 
-Times: seconds; energy Wh; current A.
+What is timed by OCPP (profile validity and schedules, transaction start times, timestamps, meter value
+sampling and clock-aligned intervals, heartbeat, ConnectionTimeOut, reconnect back-off, message retries)
+runs on an injectable ``Clock``: real time by default, a ``ScaledClock`` to run long scenarios fast.
+
+Times: seconds (simulated seconds of the clock); energy Wh; current A.
 """
 
 from __future__ import annotations
@@ -19,8 +23,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from hil.clock import Clock, RealClock
 from hil.ocpp import smart_charging as sc
-from hil.ocpp.csms import now_iso
 from hil.ocpp.outlet import MEASURANDS, Outlet
 from hil.ocpp.rpc import CallError, CallTimeout, ConnectionClosed, Handler, Trace
 from hil.ocpp.uplink import BackOff, Offline, Retry, Uplink
@@ -28,6 +32,10 @@ from hil.ocpp.uplink import BackOff, Offline, Retry, Uplink
 log = logging.getLogger(__name__)
 
 VERSION = "1.6"
+APPLY_CYCLE_S = 0.1
+"""How often the charge point re-applies its composite limit and checks its cables [simulated s]."""
+MIN_POLL_S = 0.005
+"""The shortest wall-clock wait between two of those cycles on a fast clock [s]."""
 
 
 @dataclass
@@ -128,13 +136,15 @@ class ChargePoint:
     """An emulated OCPP 1.6J charge point ``cs_id`` connecting to ``csms_url`` (a ws:// base URL).
 
     ``outlets`` are the connectors' plant ports (connector k is ``outlets[k-1]``). ``configure`` seeds
-    configuration keys (e.g. ``{"MeterValueSampleInterval": "2"}``).
+    configuration keys (e.g. ``{"MeterValueSampleInterval": "2"}``). ``clock``: the time the charge point
+    lives in (default real time); the plant behind the outlets should run on the same one.
     """
 
     def __init__(self, cs_id: str, csms_url: str, outlets: list[Outlet], *, password: str | None = None,
                  tls: Any = None, configure: dict[str, str] | None = None, backoff: BackOff | None = None,
                  vendor: str = "evhil", model: str = "reference-cp", serial: str = "EVHIL-0001",
-                 firmware: str = "0.1.0", fixed_cable: bool = False, validate: bool = True) -> None:
+                 firmware: str = "0.1.0", fixed_cable: bool = False, validate: bool = True,
+                 clock: Clock | None = None) -> None:
         self.id = cs_id
         self.fixed_cable = fixed_cable
         self.backup_power = True
@@ -157,7 +167,9 @@ class ChargePoint:
         self.cache: dict[str, dict[str, Any]] = {}
         self.boot_status: str | None = None
         self.uplink = Uplink(csms_url, cs_id, VERSION, self._handlers(), self._on_connected, password=password,
-                             tls=tls, backoff=backoff or BackOff(), validate=validate)
+                             tls=tls, backoff=backoff or BackOff(), validate=validate, clock=clock or RealClock())
+        self.clock = self.uplink.clock
+        self.calendar = self.uplink.calendar
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- configuration helpers ------------------------------------------------------------------------
@@ -333,13 +345,13 @@ class ChargePoint:
                 if interval > 0:
                     self.config["HeartbeatInterval"].value = str(interval)
                 break
-            await asyncio.sleep(interval if interval > 0 else 10)
+            await self.calendar.sleep(interval if interval > 0 else 10)
         self.uplink.boot_accepted.set()
         for c in [self.station, *self.connectors.values()]:
             await self._send_status(c)
 
     async def _send_status(self, c: Connector) -> None:
-        payload = {"connectorId": c.id, "errorCode": c.error_code, "status": c.status, "timestamp": now_iso()}
+        payload = {"connectorId": c.id, "errorCode": c.error_code, "status": c.status, "timestamp": self.calendar.iso()}
         c.reported = c.status
         try:
             await self.uplink.call("StatusNotification", payload)
@@ -365,34 +377,38 @@ class ChargePoint:
     # -- periodic work --------------------------------------------------------------------------------
     async def _heartbeat(self) -> None:
         """A Heartbeat every HeartbeatInterval s while registered (the interval is re-read continuously)."""
-        loop = asyncio.get_running_loop()
-        last = loop.time()
+        clock = self.clock
+        last = clock.now()
         while True:
             await asyncio.sleep(0.05)
             if not (self.uplink.online and self.uplink.boot_accepted.is_set()):
-                last = loop.time()
+                last = clock.now()
                 continue
             interval = self.cfg_int("HeartbeatInterval")
-            if interval > 0 and loop.time() - last >= interval:
-                last += interval if loop.time() - last < 2 * interval else loop.time() - last
+            if interval > 0 and clock.now() - last >= interval:
+                last += interval if clock.now() - last < 2 * interval else clock.now() - last
                 await self._try_call("Heartbeat", {})
 
     async def _watch_connectors(self) -> None:
         """Notice cable changes made in the plant, time out waiting authorisations, apply limits."""
-        loop = asyncio.get_running_loop()
         plugged = {k: bool(c.outlet and c.outlet.plugged_in) for k, c in self.connectors.items()}
         while True:
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(max(APPLY_CYCLE_S / self.clock.scale, MIN_POLL_S))
             for k, c in self.connectors.items():
                 now_plugged = bool(c.outlet and c.outlet.plugged_in)
                 if now_plugged != plugged[k]:
                     plugged[k] = now_plugged
                     await (self._on_plug(c) if now_plugged else self._on_unplug(c))
                 if c.authorized is not None and c.transaction is None and not now_plugged:
-                    if loop.time() - c.authorized_at > self.cfg_int("ConnectionTimeOut"):
+                    if self.clock.now() - c.authorized_at > self.cfg_int("ConnectionTimeOut"):
                         c.authorized = None
                         await self._set_status(c, self._idle_status(c))
                 self._apply_limit(c)
+
+    def _apply_limits(self) -> None:
+        """Enforce the composite limits now (after a profile change), not at the next apply cycle."""
+        for c in self.connectors.values():
+            self._apply_limit(c)
 
     def _apply_limit(self, c: Connector) -> None:
         if c.outlet is None:
@@ -409,7 +425,7 @@ class ChargePoint:
         tx = c.transaction
         if tx is None:
             return None
-        return sc.limit_at(self.profiles, connector, datetime.now(timezone.utc), "A",
+        return sc.limit_at(self.profiles, connector, self.calendar.now(), "A",
                            transaction_start=tx.started, transaction_id=tx.transaction_id,
                            nominal_voltage=c.outlet.plant.site.phase_voltage if c.outlet else 230.0,
                            phases=c.outlet.phases if c.outlet else 3)
@@ -417,11 +433,10 @@ class ChargePoint:
     async def _sample(self) -> None:
         """Periodic samples every MeterValueSampleInterval s, counted from the transaction start."""
         due: dict[int, tuple[Transaction, float]] = {}
-        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(0.02)
             interval = self.cfg_int("MeterValueSampleInterval")
-            now = loop.time()
+            now = self.clock.now()
             for k, c in self.connectors.items():
                 tx = c.transaction
                 if tx is None or interval <= 0:
@@ -439,9 +454,9 @@ class ChargePoint:
             if interval <= 0:
                 await asyncio.sleep(0.5)
                 continue
-            now = datetime.now(timezone.utc).timestamp()
+            now = self.calendar.now().timestamp()
             boundary = (now // interval + 1) * interval
-            await asyncio.sleep(boundary - now)
+            await self.calendar.sleep(boundary - now)
             stamp = datetime.fromtimestamp(boundary, timezone.utc)
             for c in self.connectors.values():
                 self._send_meter_values(c, "Sample.Clock", self.cfg_list("MeterValuesAlignedData"), stamp)
@@ -470,7 +485,7 @@ class ChargePoint:
         values = self.sampled_values(c, context, measurands)
         if not values:
             return
-        stamp = now_iso() if when is None else sc.format_datetime(when)
+        stamp = self.calendar.iso() if when is None else sc.format_datetime(when)
         payload: dict[str, Any] = {"connectorId": c.id, "meterValue": [{"timestamp": stamp, "sampledValue": values}]}
         tx = c.transaction
         if tx is None:
@@ -504,7 +519,7 @@ class ChargePoint:
         else:
             return None
         expiry = info.get("expiryDate")
-        if expiry and sc.parse_datetime(expiry) < datetime.now(timezone.utc):
+        if expiry and sc.parse_datetime(expiry) < self.calendar.now():
             return "Expired"
         return str(info.get("status", "Invalid"))
 
@@ -580,17 +595,17 @@ class ChargePoint:
             await self._start_transaction(c, token)
         else:
             c.authorized = token
-            c.authorized_at = asyncio.get_running_loop().time()
+            c.authorized_at = self.clock.now()
             await self._set_status(c, "Preparing")
 
     async def _start_transaction(self, c: Connector, token: str, profile: dict[str, Any] | None = None) -> None:
         assert c.outlet is not None
         known = self.local_list.get(token) or self.cache.get(token) or {}
-        tx = Transaction(c.id, token, round(c.outlet.energy_wh()), datetime.now(timezone.utc), remote_profile=profile,
+        tx = Transaction(c.id, token, round(c.outlet.energy_wh()), self.calendar.now(), remote_profile=profile,
                          parent_id_tag=known.get("parentIdTag"))
         c.transaction = tx
         c.suspended = False
-        payload = {"connectorId": c.id, "idTag": token, "meterStart": tx.meter_start, "timestamp": now_iso()}
+        payload = {"connectorId": c.id, "idTag": token, "meterStart": tx.meter_start, "timestamp": self.calendar.iso()}
 
         def started(answer: dict[str, Any]) -> None:
             tx.transaction_id = int(answer["transactionId"])
@@ -624,12 +639,13 @@ class ChargePoint:
             return
         c.outlet.de_energize()
         c.transaction = None
-        payload: dict[str, Any] = {"meterStop": round(c.outlet.energy_wh()), "timestamp": now_iso(), "reason": reason}
+        payload: dict[str, Any] = {"meterStop": round(c.outlet.energy_wh()), "timestamp": self.calendar.iso(),
+                                   "reason": reason}
         if token is not None:
             payload["idTag"] = token
         data = self.cfg_list("StopTxnSampledData")
         if data:
-            payload["transactionData"] = [{"timestamp": now_iso(),
+            payload["transactionData"] = [{"timestamp": self.calendar.iso(),
                                            "sampledValue": self.sampled_values(c, "Transaction.End", data)}]
         self._enqueue_for(tx, "StopTransaction", payload)
         self.profiles.end_transaction(c.id)
@@ -702,7 +718,7 @@ class ChargePoint:
             await self._start_transaction(c, token, profile)
         else:
             c.authorized = token
-            c.authorized_at = asyncio.get_running_loop().time()
+            c.authorized_at = self.clock.now()
             await self._set_status(c, "Preparing")
 
     async def _on_remote_stop_transaction(self, p: dict[str, Any]) -> dict[str, Any]:
@@ -800,7 +816,8 @@ class ChargePoint:
         targets = list(self.connectors.values()) if not connector_id else [self.connectors[connector_id]]
         for c in targets:
             values = self.sampled_values(c, "Trigger", self.cfg_list("MeterValuesSampledData"))
-            payload: dict[str, Any] = {"connectorId": c.id, "meterValue": [{"timestamp": now_iso(), "sampledValue": values}]}
+            payload: dict[str, Any] = {"connectorId": c.id,
+                                       "meterValue": [{"timestamp": self.calendar.iso(), "sampledValue": values}]}
             if c.transaction is not None and c.transaction.transaction_id is not None:
                 payload["transactionId"] = c.transaction.transaction_id
             await self._try_call("MeterValues", payload)
@@ -849,11 +866,13 @@ class ChargePoint:
             log.info("%s: SetChargingProfile rejected: %s", self.id, reason)
             return {"status": "Rejected"}
         self.profiles.install(profile, connector_id)
+        self._apply_limits()
         return {"status": "Accepted"}
 
     async def _on_clear_charging_profile(self, p: dict[str, Any]) -> dict[str, Any]:
         removed = self.profiles.clear(id=p.get("id"), connector=p.get("connectorId"),
                                       purpose=p.get("chargingProfilePurpose"), stack_level=p.get("stackLevel"))
+        self._apply_limits()
         return {"status": "Accepted" if removed else "Unknown"}
 
     async def _on_get_composite_schedule(self, p: dict[str, Any]) -> dict[str, Any]:
@@ -861,7 +880,7 @@ class ChargePoint:
         if connector_id != 0 and connector_id not in self.connectors:
             return {"status": "Rejected"}
         unit = p.get("chargingRateUnit", "A")
-        start = datetime.now(timezone.utc).replace(microsecond=0)
+        start = self.calendar.now().replace(microsecond=0)
         c = self.connectors.get(connector_id)
         tx = c.transaction if c is not None else None
         outlet = c.outlet if c is not None else next(iter(self.connectors.values())).outlet

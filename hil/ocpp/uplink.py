@@ -9,7 +9,11 @@ The ``ocpp`` library has none of this; the OCPP rules implemented here:
   the CSMS fails to process (CALLERROR or no answer) is retried up to ``attempts`` times in all, waiting
   ``interval x number of transmissions so far`` before each retry, then discarded (1.6 §3.7.1, 2.0.1 E13).
 
-Times: seconds.
+Those waits run on a ``Clock`` (real time by default; a ``ScaledClock`` on emulated rigs), and so do the
+dates a charge point writes and judges profiles by (``Calendar``). Waits that only pace the emulator's own
+polling, and the WebSocket timeouts, stay in wall-clock time.
+
+Times: seconds (simulated seconds of the clock, where it applies).
 """
 
 from __future__ import annotations
@@ -21,14 +25,47 @@ import random
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
+from hil.clock import Clock, RealClock
 from hil.ocpp.rpc import SUBPROTOCOLS, CallError, CallTimeout, Connection, ConnectionClosed, Handler, Trace, bounded
 from hil.ocpp.schemas import Version
+from hil.ocpp.smart_charging import format_datetime
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Calendar:
+    """Dates on a clock: ``epoch`` (UTC) plus the clock's simulated time, so every charge point and the CSMS
+    on one scaled clock agree on timestamps and on when a charging profile is valid.
+
+    ``Calendar.of(clock)`` takes as epoch the wall-clock date at which the clock read 0; on a real clock
+    ``now()`` is the wall-clock date. A ``ManualClock`` (infinite scale) is not for event-loop emulators.
+    """
+
+    clock: Clock
+    epoch: datetime
+
+    @classmethod
+    def of(cls, clock: Clock) -> "Calendar":
+        return cls(clock, datetime.now(timezone.utc) - timedelta(seconds=clock.now() / clock.scale))
+
+    def now(self) -> datetime:
+        """The simulated date and time (UTC)."""
+        return self.epoch + timedelta(seconds=self.clock.now())
+
+    def iso(self) -> str:
+        """``now()`` as OCPP writes it (RFC 3339, ``Z``)."""
+        return format_datetime(self.now())
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` of simulated time without blocking the event loop."""
+        if seconds > 0:
+            await asyncio.sleep(seconds / self.clock.scale)
 
 
 @dataclass
@@ -74,6 +111,7 @@ class Uplink:
 
     ``on_connected(first)`` runs after each successful connection (``first`` is True only for the first
     one after start or ``reboot``); it is where the charge point sends BootNotification or its status.
+    The back-off and the retry intervals are waits on ``clock`` (simulated seconds).
     """
 
     url: str
@@ -89,6 +127,7 @@ class Uplink:
     validate: bool = True
     seed: int = 0
     trace: Trace = field(default_factory=Trace)
+    clock: Clock = field(default_factory=RealClock)
     on_failure: Callable[[int], None] | None = None
     """Called with the number of consecutive failed connection attempts after each one (a station uses it
     to fall back to another network profile, changing ``url``)."""
@@ -99,7 +138,11 @@ class Uplink:
         self.attempts = 0
         """Connection attempts so far (successful or not)."""
         self.attempt_times: list[float] = []
-        """Loop time of every connection attempt, for back-off checks."""
+        """Clock time [s] of every connection attempt, for back-off checks."""
+        self.journal: list[Queued] = []
+        """Every transaction-related message queued since creation, in order: what the charge point
+        produced (payloads as finally sent), to compare with what the CSMS received."""
+        self.calendar = Calendar.of(self.clock)
         self._rng = random.Random(self.seed)
         self._network = asyncio.Event()
         self._network.set()
@@ -176,7 +219,7 @@ class Uplink:
             if self._stopping:
                 return
             self.attempts += 1
-            self.attempt_times.append(asyncio.get_running_loop().time())
+            self.attempt_times.append(self.clock.now())
             headers = {}
             if self.password is not None:
                 token = base64.b64encode(f"{self.cs_id}:{self.password}".encode()).decode()
@@ -192,12 +235,12 @@ class Uplink:
                 log.info("%s: cannot connect to %s (%s); next attempt in %.1f s", self.cs_id, self.url, exc, wait)
                 if self.on_failure is not None:
                     self.on_failure(failures)
-                await asyncio.sleep(wait)
+                await self.calendar.sleep(wait)
                 continue
             if ws.subprotocol != SUBPROTOCOLS[self.version]:
                 log.warning("%s: CSMS did not agree to %s", self.cs_id, SUBPROTOCOLS[self.version])
                 await ws.close()
-                await asyncio.sleep(self.backoff.wait(failures, self._rng))
+                await self.calendar.sleep(self.backoff.wait(failures, self._rng))
                 failures += 1
                 continue
             failures = 0
@@ -218,7 +261,7 @@ class Uplink:
             if self._network.is_set():
                 wait = self.backoff.wait(0, self._rng)
                 failures = 1
-                await asyncio.sleep(wait)
+                await self.calendar.sleep(wait)
 
     # -- sending ----------------------------------------------------------------------------------------
     async def call(self, action: str, payload: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
@@ -233,6 +276,7 @@ class Uplink:
         """Queue a transaction-related message for in-order delivery."""
         item = Queued(action, payload, on_result, created_offline=not self.online)
         self.queue.append(item)
+        self.journal.append(item)
         self._queue_changed.set()
         return item
 
@@ -265,7 +309,7 @@ class Uplink:
                                 item.transmissions, exc)
                     self.queue.pop(0)
                 else:
-                    await asyncio.sleep(self.retry.interval * item.transmissions)
+                    await self.calendar.sleep(self.retry.interval * item.transmissions)
                 continue
             self.queue.pop(0)
             if item.on_result is not None:

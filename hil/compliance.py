@@ -89,6 +89,9 @@ class ComplianceReport:
     steady_violation_s: float
     longest_above_s: float
     events: list[dict[str, Any]] = field(default_factory=list)
+    first_failure_s: float | None = None
+    """Start of the first window that failed a criterion (a steady-state violation, a transient that rose
+    or outgrew its allowance, a hard breach); ``None`` when it passed [s]."""
 
     @property
     def passed(self) -> bool:
@@ -163,6 +166,7 @@ def check(
     settle_times: list[float | None] = []
     settle_limits: list[float] = []
     ordered = sorted(events, key=lambda e: e.time)
+    failures: list[float] = []
     for k, ev in enumerate(ordered):
         ts_k = ts if ev.settling_s is None else float(ev.settling_s)
         inside = (tw >= ev.time - 1e-9) & (tw < ev.time + ts_k - 1e-9)
@@ -182,8 +186,10 @@ def check(
         rises = ev.reduction_a is None and bool((cur[inside] > np.maximum(tol_before, tol[inside]) + 1e-9).any())
         ok = not rises and bool((integral <= allowance + 1e-9).all())
         transient_pass &= ok
+        if not ok:
+            failures.append(_transient_failure(tw[inside], excess[inside], allowance, window_s, ev.time))
         # Settling: first window after the event from which the current stays in band until the next event.
-        end = ordered[k + 1].time if k + 1 < len(ordered) else np.inf
+        end = next((later.time for later in ordered[k + 1:] if later.time > ev.time + 1e-9), np.inf)
         span = np.nonzero((tw >= ev.time - 1e-9) & (tw < end - 1e-9))[0]
         settled: float | None = None
         if len(span):
@@ -201,7 +207,11 @@ def check(
 
     steady_bad = above & ~in_window
     longest = _longest_run(above) * window_s
-    hard_pass = not bool((cur > HARD_FACTOR * breaker + 1e-9).any()) and longest <= HARD_DURATION_S
+    tripping = (cur > HARD_FACTOR * breaker + 1e-9).any(axis=1)
+    hard_pass = not bool(tripping.any()) and longest <= HARD_DURATION_S
+    failures += [float(tw[np.argmax(flags)]) for flags in (steady_bad, tripping) if flags.any()]
+    if longest > HARD_DURATION_S:
+        failures.append(float(tw[_run_start(above, int(HARD_DURATION_S / window_s) + 1)]))
     over_pct = np.where(tol > 0, excess / np.maximum(tol, 1e-9) * 100.0, 0.0)
     integral_as = float(excess.sum() * window_s)
     known = [s for s in settle_times if s is not None]
@@ -223,7 +233,26 @@ def check(
         steady_violation_s=float(steady_bad.sum() * window_s),
         longest_above_s=longest,
         events=event_rows,
+        first_failure_s=min(failures) if failures else None,
     )
+
+
+def _transient_failure(t: NDArray[np.float64], excess: NDArray[np.float64], allowance: NDArray[np.float64],
+                       window_s: float, at: float) -> float:
+    """When a failing transient window went wrong: where its overshoot integral outgrew the allowance (or,
+    for a rise above the old band, the event itself) [s]."""
+    grown = np.nonzero((np.cumsum(excess, axis=0) * window_s > allowance + 1e-9).any(axis=1))[0]
+    return float(t[grown[0]]) if len(grown) else at
+
+
+def _run_start(flags: NDArray[np.bool_], length: int) -> int:
+    """Index at which the first run of ``length`` consecutive True values is complete."""
+    run = 0
+    for k, f in enumerate(flags):
+        run = run + 1 if f else 0
+        if run >= length:
+            return k
+    return len(flags) - 1
 
 
 def _runs(flags: NDArray[np.bool_]) -> int:

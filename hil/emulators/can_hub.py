@@ -18,12 +18,18 @@ from dataclasses import dataclass
 log = logging.getLogger(__name__)
 
 
+RAW_GRACE_S = 0.05
+"""After a client's ``< rawmode >`` is answered, frames are relayed to it this much later [s]."""
+
+
 @dataclass(eq=False)
 class _Client:
     writer: asyncio.StreamWriter
     channel: str | None = None
     raw: bool = False
     """In raw mode: frames are relayed to it (not before, or they would corrupt its handshake)."""
+    held: list[bytes] | None = None
+    """Frames waiting for the end of its handshake (``None``: delivered at once)."""
     peer: str = ""
 
 
@@ -99,7 +105,11 @@ class CanHub:
             client.writer.write(b"< ok >")
         elif verb == "rawmode" and len(words) == 1 and client.channel is not None:
             client.writer.write(b"< ok >")
-            client.raw = True
+            # python-can reads this reply with a single recv() and wants exactly "< ok >": a frame relayed
+            # right behind it on a busy channel would land in the same read and break the handshake. Frames
+            # for it are held back for a moment and then delivered.
+            client.raw, client.held = True, []
+            asyncio.get_running_loop().call_later(RAW_GRACE_S, _release, client)
         elif verb == "echo":
             client.writer.write(b"< echo >")
         elif verb == "send" and client.raw:
@@ -126,8 +136,16 @@ class CanHub:
 
 def _deliver(receivers: list[_Client], line: bytes) -> None:
     for client in receivers:
-        if not client.writer.is_closing():
+        if client.held is not None:
+            client.held.append(line)
+        elif not client.writer.is_closing():
             client.writer.write(line)
+
+
+def _release(client: _Client) -> None:
+    held, client.held = client.held or [], None
+    if held and not client.writer.is_closing():
+        client.writer.write(b"".join(held))
 
 
 def _frame(words: list[str]) -> tuple[str, bytes] | None:

@@ -17,6 +17,10 @@ class Faults:
     """Extra delay before every reply [s], on top of the emulator's own latency setting."""
     no_reply: bool = False
     """Swallow requests: the client times out."""
+    loss: float = 0.0
+    """Fraction of requests swallowed at random (a lossy bus: 0.1 = one in ten times out)."""
+    swallowed: int = 0
+    """Count, kept by the emulator: requests swallowed so far (by ``no_reply`` or ``loss``)."""
     late_reply: float = 0.0
     """Delay replies by this many seconds (longer than the client's timeout = a late, stale reply)."""
     garbage_reply: bool = False

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import random
 import time
 from collections import deque
 from collections.abc import Callable
@@ -412,6 +413,7 @@ class ScpiEmulator:
         latency: float | None = None,
     ) -> None:
         self.faults = Faults()
+        self._random = random.Random(port)  # ``faults.loss``: the same losses on every run
         self.instrument = ScpiInstrument(plant, port, profile, self.faults)
         self.profile = self.instrument.profile
         self.latency = self.profile.latency_s if latency is None else latency
@@ -470,7 +472,8 @@ class ScpiEmulator:
                     break
                 if self.faults.drop_connection:
                     break
-                if self.faults.no_reply:
+                if self.faults.no_reply or (self.faults.loss > 0 and self._random.random() < self.faults.loss):
+                    self.faults.swallowed += 1
                     continue
                 try:
                     message = line.decode("ascii").rstrip("\r\n")

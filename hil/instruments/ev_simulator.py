@@ -204,6 +204,14 @@ class EVSimulator:
             rates, int(request["ProtocolNumber"]) if request else None, float(request["StateOfCharge"]) if request else None
         )
 
+    def ev_silence_s(self) -> float:
+        """Wall-clock seconds since the EV last sent any of its frames (0x100-0x102); infinite if never.
+        CHAdeMO chargers stop once this passes ``SILENCE_TIMEOUT_S``."""
+        with self._seen:
+            last = max((s[-1] for i, s in self._stamps.items() if i in (EV_LIMITS, EV_TIMES, EV_REQUEST) and s),
+                       default=None)
+        return float("inf") if last is None else time.monotonic() - last
+
     def ev_status(self, timeout: float = 1.0) -> EVStatus:
         """The EV's latest request, limits and flags (waits up to ``timeout`` s for a first 0x102)."""
         frames = self._wait_frames((EV_REQUEST, EV_LIMITS, EV_TIMES), timeout)

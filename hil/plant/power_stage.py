@@ -53,6 +53,16 @@ class PowerStage:
     """Output current now [A], positive into the load."""
     regulation: Regulation = Regulation.OFF
     tripped: set[Protection] = field(default_factory=set)
+    pilot_ignored_w: float | None = None
+    """Fault: the load takes this much power whatever the power set point says (an AC EV that ignores its
+    control pilot, emulated on a DC stage) [W]; the current set point still bounds it. ``None``: healthy."""
+    reaction_s: float = 0.0
+    """Fault: the load follows a new power set point this much later (an AC EV slow to answer its pilot:
+    IEC 61851-1 allows 5 s) [s]."""
+    _followed: list[tuple[float, float]] = field(default_factory=list, repr=False)
+    """(time it applies, power set point [W]) of the set points the load has not followed yet; the first
+    entry is the one it follows now."""
+    _time: float = field(default=0.0, repr=False)
 
     @property
     def power(self) -> float:
@@ -73,6 +83,8 @@ class PowerStage:
         ``load_ocv`` is the open-circuit voltage of a battery behind a closed contactor (``None`` when no
         load is connected); ``load_resistance`` its internal resistance [ohm].
         """
+        self._time += dt
+        self._follow()
         if not self.output_on or self.tripped:
             self.regulation = Regulation.OFF
             self.current = _approach(self.current, 0.0, self.current_slew * dt)
@@ -98,12 +110,20 @@ class PowerStage:
         if current > i_limit:
             current, regulation = i_limit, Regulation.CC
         v_at = ocv + current * r
-        if v_at * current > self.power_setpoint:
+        p = self._followed[0][1] if self._followed else self.power_setpoint
+        p = p if self.pilot_ignored_w is None else self.pilot_ignored_w
+        if v_at * current > p:
             # Solve (ocv + i r) i = P for i.
-            p = self.power_setpoint
             current = (-ocv + (ocv * ocv + 4 * r * p) ** 0.5) / (2 * r)
             regulation = Regulation.CP
         return ocv + current * r, current, regulation
+
+    def _follow(self) -> None:
+        """Queue a changed power set point ``reaction_s`` ahead; drop the ones a later one has replaced."""
+        if not self._followed or self._followed[-1][1] != self.power_setpoint:
+            self._followed.append((self._time + self.reaction_s, self.power_setpoint))
+        while len(self._followed) > 1 and self._followed[1][0] <= self._time:
+            self._followed.pop(0)
 
     def _check_protections(self) -> None:
         if self.voltage > self.ovp_level:

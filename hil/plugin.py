@@ -1,6 +1,7 @@
 """The evhil pytest plugin (entry point ``pytest11: hil``).
 
-Options: ``--rig PATH`` (default: the shipped emulated rig). Fixtures: ``rig``, ``clock``, ``plant``,
+Options: ``--rig PATH`` (default: the shipped emulated rig), ``--controller NAMES`` (the controllers the
+load-limit and fault-recovery suites run). Fixtures: ``rig_spec``, ``rig``, ``clock``, ``plant``,
 ``power_source`` / ``power_sources``, ``meter`` / ``meters``, ``ev`` / ``evs``; for the OCPP suites
 ``csms``, ``cp16``, ``booted16`` and ``scripted16`` (``hil.ocpp.fixtures``). Every power source is put
 in its verified safe state after each test that used one, at the end of the session, on SIGTERM (turned
@@ -56,6 +57,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--csms-reference", action="store", default=None, metavar="MODULE:CLASS",
         help="CSMS class serving as the CSMS under test on emulated rigs (default: hil.ocpp.csms:CSMS)",
+    )
+    group.addoption(
+        "--controller", action="store", default=None, metavar="NAMES",
+        help="controllers the load-limit and fault-recovery suites run, comma-separated: reference names "
+             "(plain, sequential, parallel, adaptive, ...) or MODULE_OR_FILE.py:NAME (default: the reference set)",
     )
     add_options(group)
 
@@ -123,6 +129,12 @@ def rig(pytestconfig: pytest.Config) -> Iterator[Rig]:
         pytest.fail(f"rig {instance.spec.name}: {exc}", pytrace=False)
     yield instance
     _close_rig()
+
+
+@pytest.fixture(scope="session")
+def rig_spec(pytestconfig: pytest.Config) -> RigSpec:
+    """The rig file of ``--rig``, loaded and checked, without starting anything."""
+    return pytestconfig.stash[_RIG_KEY]
 
 
 @pytest.fixture(scope="session")

@@ -40,11 +40,14 @@ def test_rig_for_alternates_vendor_dialects() -> None:
     assert spec.clock.scale == SCALE and [m.point for m in spec.meters][-1] == "site"
 
 
-def test_rig_refuses_single_phase_sessions() -> None:
+def test_rig_for_wires_each_port_like_its_sessions() -> None:
     scenario = four_ports()
-    one_phase = Scenario(**{**scenario.__dict__, "sessions": (Session("x", 0, 1.0, 10.0, 1.0, 16.0, (0,)),)})
-    with pytest.raises(ValueError, match="three phases"):
-        run_on_rig(one_phase, Parallel())
+    one_phase = Scenario(**{**scenario.__dict__, "sessions": (Session("x", 1, 1.0, 10.0, 1.0, 16.0, (2,)),)})
+    assert [p.phases for p in rig_for(one_phase, SCALE).ports] == [[1, 2, 3], [3], [1, 2, 3], [1, 2, 3]]
+    mixed = Scenario(**{**scenario.__dict__, "sessions": (Session("x", 1, 1.0, 10.0, 1.0, 16.0, (2,)),
+                                                          Session("y", 1, 20.0, 30.0, 1.0, 16.0, THREE))})
+    with pytest.raises(ValueError, match="one wiring"):
+        rig_for(mixed, SCALE)
 
 
 def test_same_verdict_and_energy_within_one_percent(on_rig: RigRunResult) -> None:

@@ -1,0 +1,201 @@
+"""Load-limit test conditions: a short site scenario (ports, EVs, grid events) and the faults injected into
+the rig while it runs, run with a controller through the rig's drivers and judged on the reference meter.
+
+The load-limit and fault-recovery suites are lists of ``Condition``; ``run_condition`` runs one with one
+controller (``hil.controllers.rig_run.run_on_rig`` with a 10 Hz monitor) and returns a ``SiteVerdict``: the
+compliance report with the architecture's settling time, and the run behind it. ``record`` turns a verdict
+into measurements with their limits, the plots and the traces of the test's report. ``hil selftest`` runs
+the same conditions with deliberately broken controllers.
+
+Controllers are named as ``hil compare`` names them (``parallel``, ``adaptive``, ...) or as
+``MODULE_OR_FILE.py:NAME`` for one of your own: ``NAME`` is a callable taking the ``Scenario`` and returning
+a controller: a key of that module's ``CATALOGUE`` of such callables, or an attribute of the module.
+
+Units: seconds of the rig's clock, A per phase.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from hil.compliance import SETTLING_S, ComplianceReport
+from hil.controllers.observation import Controller
+from hil.controllers.reference import CONTROLLERS
+from hil.controllers.rig_run import Action, RigRunResult, run_on_rig
+from hil.monitor import RATE_HZ
+from hil.rig.rig import Rig
+from hil.scenarios import GridEvent, Scenario, Session, Tariff
+
+SCALE = 10.0
+"""Clock scale of the emulated site rigs: fast enough for CI, slow enough that the 10 Hz monitor and the
+1 s control loop keep their rates on a 2-core machine."""
+FLAT = Tariff("flat", "EUR", ((0.0, 0.25),), 0.0)
+DETECTION = "time to detection"
+"""The measurement ``record`` writes for a failed verdict: from the trigger to the first failing window [s]."""
+BREAKER_MARGIN = 1.25
+"""A managed limit sits below the feeder's breaker (80 A managed on a 100 A breaker)."""
+STAYING = float("inf")
+"""Departure of an EV that stays past the end of the run (``site`` turns it into a deadline)."""
+
+ControllerFactory = Callable[[Scenario], Controller]
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One test condition. ``expected`` says in words what a compliant controller does."""
+
+    name: str
+    expected: str
+    scenario: Scenario
+    actions: tuple[Action, ...] = ()
+    trigger_s: float = 0.0
+    """When the condition starts (the limit step, the fault): detection times count from here [s]."""
+    settling_s: float | None = None
+    """Settling time to judge with [s]; ``None``: the controller's architecture's (``SETTLING_S``)."""
+
+
+@dataclass
+class SiteVerdict:
+    condition: Condition
+    controller: str
+    architecture: str
+    settling_s: float | None
+    report: ComplianceReport
+    result: RigRunResult
+
+    @property
+    def passed(self) -> bool:
+        return self.report.passed
+
+    @property
+    def detection_s(self) -> float | None:
+        """From the condition's trigger until the first failing window [s]; ``None`` when it passed."""
+        first = self.report.first_failure_s
+        return None if first is None else max(first - self.condition.trigger_s, 0.0)
+
+    def summary(self) -> str:
+        r = self.report
+        settle = "never" if r.worst_settling_s is None else f"{r.worst_settling_s:.1f} s"
+        return (f"{self.condition.name} with {self.controller}: {r.verdict}; {r.steady_violation_s:.0f} s above the band "
+                f"outside the settling windows (T_s {self.settling_s} s), longest above {r.longest_above_s:.0f} s, "
+                f"max overshoot {r.max_overshoot_a:.1f} A ({r.max_overshoot_pct:.0f} %), worst settling {settle}")
+
+
+def site(name: str, sessions: list[Session], *, limit_a: float, duration_s: float, events: tuple[GridEvent, ...] = (),
+         unmanaged_a: float = 0.0, ports: int | None = None, evse_max_a: float = 32.0,
+         breaker_a: float | None = None) -> Scenario:
+    """A short site scenario: ``sessions`` on a feeder of ``limit_a`` [A per phase] for ``duration_s``. EVs
+    without a departure stay an hour past the end (what a planner sees as their deadline). The breaker
+    (``breaker_a``, for the hard criterion) defaults to ``BREAKER_MARGIN`` above the managed limit."""
+    sessions = [s if s.departure < STAYING else replace(s, departure=duration_s + 3600.0) for s in sessions]
+    return Scenario(
+        name=name, seed=0, ports=ports or (max(s.port for s in sessions) + 1), phase_voltage=230.0, evse_max_a=evse_max_a,
+        limit_a=float(limit_a), breaker_a=float(breaker_a or limit_a * BREAKER_MARGIN), unmanaged_a=float(unmanaged_a), tariff=FLAT, start_h=8.0,
+        duration=float(duration_s), sessions=tuple(sessions), events=events,
+    )
+
+
+def ev(port: int, arrival_s: float = 0.0, *, max_a: float = 32.0, phases: tuple[int, ...] = (0, 1, 2),
+       energy_kwh: float = 100.0) -> Session:
+    """An EV at ``port`` (0-based) from ``arrival_s`` past the end of the run, wanting more than it delivers."""
+    return Session(f"ev{port + 1}", port, float(arrival_s), STAYING, energy_kwh, float(max_a), phases)
+
+
+def controller_factory(name: str) -> ControllerFactory:
+    """A reference controller by name, or ``MODULE_OR_FILE.py:NAME`` (see the module docstring)."""
+    if name in CONTROLLERS:
+        return CONTROLLERS[name]
+    where, sep, attr = name.rpartition(":")
+    if not sep or not where:
+        raise ValueError(f"unknown controller {name!r}: not one of {', '.join(CONTROLLERS)} and not MODULE:NAME")
+    if where.endswith(".py"):
+        path = Path(where)
+        if not path.is_file():
+            raise ValueError(f"controller {name!r}: no file {path}")
+        spec = importlib.util.spec_from_file_location(f"hil_controllers_{path.stem}", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(where)
+    found = getattr(module, "CATALOGUE", {}).get(attr) or getattr(module, attr, None)
+    if not callable(found):
+        raise ValueError(f"controller {name!r}: {where} has no callable {attr} (nor a CATALOGUE entry of that name)")
+    return found  # type: ignore[no-any-return]
+
+
+def run_condition(condition: Condition, factory: ControllerFactory, *, rig: Rig | None = None, scale: float = SCALE,
+                  trace: Path | None = None, label: str | None = None) -> SiteVerdict:
+    """Run ``condition`` with the controller ``factory`` builds, on ``rig`` (a bench) or on an emulated rig
+    of the condition's ports at ``scale``, and judge it."""
+    controller = factory(condition.scenario)
+    result = run_on_rig(condition.scenario, controller, scale=scale, rig=rig, actions=condition.actions,
+                        monitor_hz=RATE_HZ, trace=trace, rebuild=lambda: factory(condition.scenario))
+    assert result.monitor is not None
+    settling = condition.settling_s if condition.settling_s is not None else SETTLING_S.get(controller.architecture, 10.0)
+    report = result.monitor.judge(settling, breaker_a=condition.scenario.breaker_a, voltage=condition.scenario.phase_voltage)
+    return SiteVerdict(condition, label or controller.name, controller.architecture, settling, report, result)
+
+
+def record(verdict: SiteVerdict, measurements: object) -> None:
+    """The verdict as measurements with their limits, plus plots and traces, for the test's report.
+
+    ``measurements`` is the ``measurements`` fixture (``hil.report.measurement.Measurements``); the
+    controller is its parameter already (set before the run, so that an error is attributed too).
+    """
+    from hil import plots
+    from hil.report.measurement import Measurements
+
+    assert isinstance(measurements, Measurements)
+    r, c = verdict.report, verdict.condition
+    measurements.parameter("condition", c.name)
+    measurements.parameter("settling time [s]", verdict.settling_s)
+    measurements.record("time above the band outside the settling windows", r.steady_violation_s, "s", high=0.0)
+    measurements.record("longest time above the band", r.longest_above_s, "s", high=60.0)
+    measurements.record("events settled within the settling time", r.settled_fraction * 100.0, "%", low=100.0)
+    measurements.record("transient criterion (1 = every window within its allowance)", float(r.transient_pass), "",
+                        low=1.0)
+    measurements.record("hard safety criterion (1 = passed)", float(r.hard_pass), "", low=1.0)
+    measurements.record("max overshoot", r.max_overshoot_a, "A")
+    measurements.record("max overshoot", r.max_overshoot_pct, "%")
+    measurements.record("overshoot integral", r.overshoot_integral_as, "A s")
+    measurements.record("violation episodes", r.episodes, "")
+    if r.worst_settling_s is not None:
+        measurements.record("worst settling time", r.worst_settling_s, "s")
+    if verdict.detection_s is not None:
+        measurements.record(DETECTION, verdict.detection_s, "s")
+    monitor = verdict.result.monitor
+    assert monitor is not None
+    measurements.record("reference meter samples", len(monitor.series()[0]), "", low=1.0)
+    if verdict.result.run.fallback_s:
+        measurements.record("time in fallback", verdict.result.run.fallback_s, "s")
+    fig = monitor.plot(f"{c.name}: {verdict.controller} ({r.verdict})")
+    measurements.figure(fig, "site current against the limit")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    with tempfile.TemporaryDirectory() as tmp:
+        measurements.figure(plots.port_currents(verdict.result.run, Path(tmp) / "ports.png"), "current per port")
+    _attach_traces(verdict)
+
+
+def _attach_traces(verdict: SiteVerdict) -> None:
+    import allure
+
+    monitor = verdict.result.monitor
+    assert monitor is not None
+    t, current, limit = monitor.series()
+    rows = ["t_s,i_l1_a,i_l2_a,i_l3_a,limit_l1_a,limit_l2_a,limit_l3_a"]
+    rows += [",".join(f"{x:.3f}" for x in row) for row in np.column_stack([t, current, limit])]
+    allure.attach("\n".join(rows) + "\n", name="reference meter samples", attachment_type=allure.attachment_type.CSV)
+    events = ["t_s,kind,detail"] + [f"{e.time:.1f},{e.kind},\"{e.detail}\"" for e in verdict.result.events]
+    allure.attach("\n".join(events) + "\n", name="event log", attachment_type=allure.attachment_type.CSV)

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Optional
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from hil.rig.loader import DEFAULT_RIG, RigFileError, load_rig
@@ -570,3 +571,44 @@ def charge_point(
 
 if __name__ == "__main__":
     app()
+
+
+@app.command()
+def selftest(
+    catalogue: Annotated[Path, typer.Option(help="catalogue of broken controllers (CATALOGUE, CAUGHT_BY)")] = ROOT / "tests" / "broken_controllers.py",
+    defects: Annotated[Optional[str], typer.Option(help="comma-separated defects (default: the whole catalogue)")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="run each defect only through the tests expected to catch it")] = False,
+    reports: Annotated[Path, typer.Option(help="where runs write their output")] = Path("reports"),
+    workers: Annotated[int, typer.Option(help="pytest-xdist workers", min=1)] = 2,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="also write the table as JSON here")] = None,
+) -> None:
+    """Sensitivity of the load-limit and fault-recovery suites: run them with every deliberately broken
+    controller of the catalogue and print, per defect, which tests caught it and how fast.
+
+    Exit status 0 when every defect was caught by every test expected to catch it, 1 otherwise, 2 for a
+    bad catalogue.
+    """
+    from hil import selftest as st
+
+    run_dir = _new_run_dir(reports)
+    try:
+        results = st.run(catalogue, run_dir, defects=[d.strip() for d in defects.split(",")] if defects else None,
+                         quick=quick, workers=workers)
+    except (ValueError, RuntimeError) as exc:
+        err.print(f"error: {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    table = Table(title=f"suite sensitivity ({'expected catchers only' if quick else 'every suite test'})")
+    for column in ("defect", "caught by", "time to detection", "verdict"):
+        table.add_column(column)
+    for row in st.table_rows(results):
+        table.add_row(*(escape(cell) for cell in row))
+    out.print(table)
+    for s in results:
+        for error in s.errors:
+            out.print(f"[yellow]{escape(s.defect)}: could not judge {escape(error)}[/yellow]", highlight=False)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps([s.to_dict() for s in results], indent=2))
+        out.print(f"written: {json_path}")
+    out.print(f"results: {run_dir}/run-record.json", highlight=False)
+    raise typer.Exit(0 if all(s.caught for s in results) else 1)

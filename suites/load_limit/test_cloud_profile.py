@@ -1,0 +1,87 @@
+"""Load-limit compliance of the cloud-managed architecture: the site limit steps down to 60 % and the CSMS
+delivers the new allocation to the charge points as OCPP 1.6 charging profiles, judged with the cloud
+settling time (60 s).
+
+The site runs for real (``hil.controllers.cloud_site``): evhil's CSMS allocates with the parallel controller
+every 15 s and sends SetChargingProfile over WebSockets to four charge point emulators on plant ports,
+decreases first; each charge point also holds the ChargePointMaxProfile floor and lease the CSMS installed
+at boot (``hil.controllers.cloud``). On a clock scaled 6 x the two minutes take about 20 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from hil.compliance import SETTLING_S, Event, band, check
+from hil.controllers.cloud_site import run_cloud_site
+from hil.load_limit import controller_factory
+from hil.report.measurement import Measurements
+from hil.scenarios import GridEvent, Scenario, Session, load_tariff
+
+SCALE = 6.0
+"""Simulated seconds per wall-clock second."""
+PERIOD_S = 15.0
+"""The CSMS re-allocates this often [s]."""
+LIMIT_A = 64.0
+STEP_S = 55.0
+FRACTION = 0.6
+
+
+def four_evs() -> Scenario:
+    """Four EVs that want 32 A each behind 64 A; the limit steps to 60 % at 55 s."""
+    sessions = tuple(Session(name, port, 2.0 + 2 * port, 200.0, 50.0, 32.0, (0, 1, 2))
+                     for port, name in enumerate("abcd"))
+    return Scenario(name="cloud-profile-step", seed=0, ports=4, phase_voltage=230.0, evse_max_a=32.0, limit_a=LIMIT_A,
+                    breaker_a=LIMIT_A, unmanaged_a=0.0, tariff=load_tariff("flat"), start_h=0.0, duration=120.0,
+                    sessions=sessions, events=(GridEvent("limit_step", STEP_S, fraction=FRACTION),),
+                    port_phase=(0, 1, 2, 0))
+
+
+CONTROLLERS = ("parallel",)
+"""The allocation the CSMS runs (the cloud-managed architecture's inner controller)."""
+
+
+def test_cloud_limit_step_delivered_as_charging_profiles(controller_name: str, measurements: Measurements) -> None:
+    """The limit steps to 60 %: the CSMS sends the lower TxProfiles at its next allocation, the charge points
+    enforce them, and the site is inside the new band within the cloud settling time."""
+    measurements.parameter("controller", controller_name)
+    scenario = four_evs()
+    stepped = asyncio.run(run_cloud_site(scenario, controller_factory(controller_name)(scenario), period_s=PERIOD_S,
+                                         sample_s=0.1, scale=SCALE))
+    run, settling = stepped.run, SETTLING_S["cloud"]
+    assert settling is not None
+    measurements.parameter("architecture", f"cloud-managed (OCPP 1.6, {controller_name} allocation at the CSMS)")
+    measurements.parameter("allocation period", f"{PERIOD_S:g} s")
+    measurements.parameter("clock scale", SCALE)
+    verdict = check(run.t, run.site_a, run.limit_a, [Event(STEP_S)], settling_s=settling,
+                    breaker_a=run.scenario.breaker_a, voltage=run.scenario.phase_voltage)
+    old, new = float(band(LIMIT_A)), float(band(FRACTION * LIMIT_A))
+    allowance = verdict.events[0]["allowance_as"]
+    measurements.record("max overshoot", verdict.max_overshoot_a, "A", high=old - new)
+    measurements.record("overshoot integral, worst phase", verdict.events[0]["overshoot_integral_as"], "A s",
+                        high=allowance)
+    measurements.record("settling time", np.inf if verdict.worst_settling_s is None else verdict.worst_settling_s,
+                        "s", high=settling)
+    measurements.record("profile apply latency, worst", float(np.max(stepped.apply_latency_s)), "s")
+    assert verdict.passed, verdict.to_dict()
+
+    # The site used the limit before the step (the step is a real reduction), and the CSMS met it at its
+    # next allocation, not later: within one period and the charge points' reaction.
+    t = run.t
+    before = (t > 30.0) & (t < STEP_S)
+    assert float(np.min(run.site_a[before, 0])) > new
+    assert verdict.worst_settling_s is not None and 0.0 < verdict.worst_settling_s <= PERIOD_S + 5.0
+    # Every profile was accepted, and at the end each charge point enforces what the CSMS allocated: an
+    # equal share of the new limit, all of them together inside it.
+    assert stepped.profiles_accepted == stepped.profiles_sent
+    for cs_id, allocated in stepped.allocated_a.items():
+        assert stepped.enforced_a[cs_id] == pytest.approx(allocated), cs_id
+        if controller_name == "parallel":  # equal share is what parallel promises, not every allocation
+            assert allocated == pytest.approx(FRACTION * LIMIT_A / 4, abs=0.6), cs_id
+    after = t > STEP_S + PERIOD_S + 5.0
+    assert np.all(np.nansum(stepped.enforced_trace_a[after], axis=1) <= FRACTION * LIMIT_A + 1e-6)
+    # Before the step the allocations were above the offline floor, and the lease kept the floor from binding.
+    assert np.nanmin(stepped.enforced_trace_a[(t > 20.0) & (t < STEP_S)]) > stepped.offline_a

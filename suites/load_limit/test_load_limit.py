@@ -1,0 +1,81 @@
+"""Load-limit compliance: does the site stay inside its limit when the limit, the EVs or the building
+change? Each condition runs with every reference controller through the rig's drivers (power sources over
+SCPI, meters over Modbus, EVs over CAN) and is judged on the reference meter, sampled at 10 Hz, with the
+controller's settling time (``hil.compliance``). Plain plug-in is the negative control: it must fail.
+
+The site: four 22 kW ports (32 A per phase) behind a feeder of 80 A per phase unless a condition says
+otherwise, so four EVs want more than the feeder has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from hil.load_limit import Condition, SiteVerdict, ev, site
+from hil.report.measurement import Measurements
+from hil.scenarios import GridEvent
+
+CONTROLLERS = ("plain", "sequential", "parallel", "adaptive")
+LIMIT_A = 80.0
+Judge = Callable[[Condition], SiteVerdict]
+
+CONDITIONS = {
+    "limit_step_down": Condition(
+        "limit step down", "within 10 s of the step to 60 % the site is inside the new band, and stays there",
+        site("limit-step-down", [ev(p) for p in range(4)], limit_a=LIMIT_A, duration_s=65,
+             events=(GridEvent("limit_step", 30.0, fraction=0.6),)),
+        trigger_s=30.0),
+    "limit_step_up": Condition(
+        "limit step down and up", "the site follows the limit down to 50 % and back up without leaving the band",
+        site("limit-step-up", [ev(p) for p in range(4)], limit_a=LIMIT_A, duration_s=70,
+             events=(GridEvent("limit_step", 20.0, fraction=0.5), GridEvent("limit_step", 45.0, fraction=2.0))),
+        trigger_s=20.0),
+    "demand_response_with_notice": Condition(
+        "demand response with notice", "a 35 % reduction announced 20 s ahead: inside the reduced limit when it "
+        "starts (settling time 0 s)",
+        site("dr-notice", [ev(p) for p in range(4)], limit_a=LIMIT_A, duration_s=75,
+             events=(GridEvent("demand_response", 40.0, duration=25.0, fraction=0.35, notice=20.0),)),
+        trigger_s=40.0),
+    "demand_response_without_notice": Condition(
+        "demand response without notice", "a 35 % reduction without notice: back inside within the settling time",
+        site("dr-no-notice", [ev(p) for p in range(4)], limit_a=LIMIT_A, duration_s=65,
+             events=(GridEvent("demand_response", 30.0, duration=25.0, fraction=0.35),)),
+        trigger_s=30.0),
+    "unmanaged_load_step": Condition(
+        "unmanaged load step", "the building draws 30 % of the limit more; the EVs give way within the settling time",
+        site("unmanaged-step", [ev(p) for p in range(4)], limit_a=LIMIT_A, duration_s=65, unmanaged_a=4.0,
+             events=(GridEvent("unmanaged_step", 30.0, fraction=0.3),)),
+        trigger_s=30.0),
+    "single_phase_imbalance": Condition(
+        "per-phase imbalance", "three single-phase EVs on L1 and one three-phase EV: L1 stays inside its own limit",
+        site("imbalance", [ev(0, phases=(0,)), ev(1, phases=(0,)), ev(2, phases=(0,)), ev(3)], limit_a=60.0,
+             duration_s=45),
+        trigger_s=0.0),
+}
+
+
+@pytest.mark.parametrize("condition", CONDITIONS.values(), ids=CONDITIONS.keys())
+def test_site_stays_inside_the_limit(condition: Condition, controller_name: str, judge: Judge) -> None:
+    verdict = judge(condition)
+    assert verdict.passed, verdict.summary()
+
+
+ARRIVALS = Condition(
+    "arrivals at full headroom", "one EV alone charges; a second one takes the rest of the feeder; two more arrive "
+    "while the feeder is fully used, and the site stays inside the band",
+    site("arrivals", [ev(0), ev(1, 10.0), ev(2, 25.0), ev(3, 40.0)], limit_a=60.0, duration_s=60),
+    trigger_s=25.0)
+
+
+def test_arrivals_at_full_headroom(controller_name: str, judge: Judge, measurements: Measurements) -> None:
+    """Every arrival after the second finds the feeder fully used: the controller must make room within the
+    settling time. The first EV, alone on the site, must be charging within 10 s of plugging in."""
+    verdict = judge(ARRIVALS)
+    run = verdict.result.run
+    drawing = np.nonzero(run.port_a[:, 0] > 2.0)[0]
+    measurements.record("the first EV, alone on the site, charging after", float(run.port_t[drawing[0]]) if len(drawing)
+                        else np.inf, "s", high=10.0)
+    assert verdict.passed, verdict.summary()

@@ -11,12 +11,14 @@ smart-grid orchestration (the adaptive planner; the cost-aware variant when the 
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from hil.controllers.reference import CONTROLLERS
 from hil.metrics import RunMetrics, measure
-from hil.scenarios import load_scenario
+from hil.scenarios import Scenario, load_scenario
 from hil.simulation import simulate
 
 ARCHITECTURES: list[tuple[str, str]] = [
@@ -65,11 +67,17 @@ class Recommendation:
                 "reasons": self.reasons, "runs": [r.to_dict() for r in self.results]}
 
 
+def _measured(scenario: Scenario, controller: str) -> RunMetrics:
+    return measure(simulate(scenario, CONTROLLERS[controller](scenario)))
+
+
 def recommend(profile: SiteProfile, seed: int | None = None) -> Recommendation:
     ports = max(1, math.ceil(profile.sessions * (1.0 + profile.growth)))
     scenario = load_scenario(profile.use, ports=ports, capacity=profile.capacity, seed=seed)
     candidates = [(name, arch) for name, arch in ARCHITECTURES if not (profile.uptime == "high" and name in NEEDS_CLOUD)]
-    results = [measure(simulate(scenario, CONTROLLERS[name](scenario))) for name, _ in candidates]
+    # One process per candidate run (each is a whole in-memory day): the answer comes in the time of the slowest.
+    with ProcessPoolExecutor(max_workers=min(len(candidates), os.cpu_count() or 1)) as pool:
+        results = list(pool.map(_measured, [scenario] * len(candidates), [name for name, _ in candidates]))
     compliant = [r for r in results if r.compliance.passed]
     if not compliant:
         return Recommendation(profile, "none of the reference architectures", "", [

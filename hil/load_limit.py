@@ -185,6 +185,7 @@ def record(verdict: SiteVerdict, measurements: object) -> None:
     plt.close(fig)
     with tempfile.TemporaryDirectory() as tmp:
         measurements.figure(plots.port_currents(verdict.result.run, Path(tmp) / "ports.png"), "current per port")
+        measurements.figure(plots.port_energy(verdict.result.run, Path(tmp) / "energy.png"), "energy per port")
     _attach_traces(verdict)
 
 

@@ -1,7 +1,7 @@
 """PNG plots of a controller run: site current against the limit and its tolerance band with the
 out-of-band windows shaded, current per port, and energy delivered per port.
 
-Units on the axes: hours from the scenario start, A per phase, kWh.
+Units on the axes: hours from the scenario start (seconds for runs shorter than two hours), A per phase, kWh.
 """
 
 from __future__ import annotations
@@ -55,13 +55,22 @@ def site_current(run: RunResult, path: Path) -> Path:
     return _save(fig, path)
 
 
+def _time_axis(t: np.ndarray) -> tuple[np.ndarray, str]:
+    """Times [s] in hours for runs of hours, in seconds for short ones (a rig test), with the axis label."""
+    if len(t) and t[-1] < 2 * 3600.0:
+        return t, "time from start [s]"
+    return t / 3600.0, "hours from start"
+
+
 def port_currents(run: RunResult, path: Path) -> Path:
-    """Current per port [A per phase], one line per port (sampled each minute)."""
+    """Current per port [A per phase], one line per port (sampled each minute in memory, each step on a rig)."""
     fig, ax = plt.subplots(figsize=(11, 4.2))
-    hours = run.port_t / 3600.0
+    when, label = _time_axis(run.port_t)
     for port in range(run.port_a.shape[1]):
-        ax.plot(hours, run.port_a[:, port], lw=0.6)
-    ax.set(xlabel="hours from start", ylabel="current [A per phase]", title=f"{run.scenario.name}: {run.controller} - per-port current")
+        ax.plot(when, run.port_a[:, port], lw=0.8, label=f"port {port + 1}")
+    if run.port_a.shape[1] <= 12:
+        ax.legend(loc="upper right", fontsize=7, ncols=4)
+    ax.set(xlabel=label, ylabel="current [A per phase]", title=f"{run.scenario.name}: {run.controller} - per-port current")
     ax.grid(alpha=0.3)
     return _save(fig, path)
 
@@ -69,10 +78,10 @@ def port_currents(run: RunResult, path: Path) -> Path:
 def port_energy(run: RunResult, path: Path) -> Path:
     """Energy delivered through each port so far [kWh]."""
     fig, ax = plt.subplots(figsize=(11, 4.2))
-    hours = run.port_t / 3600.0
+    when, label = _time_axis(run.port_t)
     for port in range(run.port_kwh.shape[1]):
-        ax.plot(hours, run.port_kwh[:, port], lw=0.8)
-    ax.set(xlabel="hours from start", ylabel="energy delivered [kWh]", title=f"{run.scenario.name}: {run.controller} - energy per port")
+        ax.plot(when, run.port_kwh[:, port], lw=0.8)
+    ax.set(xlabel=label, ylabel="energy delivered [kWh]", title=f"{run.scenario.name}: {run.controller} - energy per port")
     ax.grid(alpha=0.3)
     return _save(fig, path)
 

@@ -5,7 +5,7 @@ A catalogue is a Python file (the project's is ``tests/broken_controllers.py``) 
 
 - ``CATALOGUE``: defect name -> a callable taking the ``Scenario`` and returning the broken controller;
 - ``CAUGHT_BY``: defect name -> the suite tests expected to catch it, as ``FILE::TEST[CONDITION]`` relative
-  to ``suites/`` (``[CONDITION]`` optional: the test's other parameter ids, dash-separated).
+  to ``suites/`` (``[CONDITION]`` optional: the test's other parameter ids as pytest writes them).
 
 ``run`` starts one pytest run of the suites with every defect as a ``--controller`` (each suite test then
 runs once per defect) and reads the run record: a defect is caught by the tests whose verdict is a failure
@@ -160,11 +160,11 @@ def _without(name: str, defect: str) -> str:
 
 
 def _matches(name: str, catcher: str) -> bool:
-    """Whether test ``name`` (defect dropped) is the expected catcher ``catcher`` (its ids a subset)."""
-    function, _, _ = name.partition("[")
-    if function != catcher.partition("[")[0]:
-        return False
-    return set(_params(catcher)) <= set(_params(name))
+    """Whether test ``name`` (defect dropped) is the expected catcher ``catcher``: the same test, and the
+    same parameter ids when the catcher names them."""
+    function, _, ids = name.partition("[")
+    wanted_function, bracket, wanted_ids = catcher.partition("[")
+    return function == wanted_function and (not bracket or ids == wanted_ids)
 
 
 def table_rows(results: list[Sensitivity]) -> list[tuple[str, str, str, str]]:

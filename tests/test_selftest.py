@@ -21,6 +21,8 @@ def test_node_names_drop_the_defect_and_match_catchers() -> None:
     assert selftest._matches(bare, "load_limit/test_load_limit.py::test_site_stays_inside_the_limit[limit_step_down]")
     assert selftest._matches(bare, "load_limit/test_load_limit.py::test_site_stays_inside_the_limit")
     assert not selftest._matches(bare, "load_limit/test_load_limit.py::test_site_stays_inside_the_limit[unmanaged_load_step]")
+    f6 = "fault_recovery/test_faults.py::test_f6_phase_misdeclaration"
+    assert not selftest._matches(f"{f6}[1ph-declared-3ph]", f"{f6}[3ph-declared-1ph]")
     assert selftest._without("fault_recovery/test_faults.py::test_f1[X]", "X") == "fault_recovery/test_faults.py::test_f1"
 
 
@@ -41,4 +43,5 @@ def test_every_catalogued_defect_is_caught(tmp_path: Path) -> None:
     rows = "\n".join(" | ".join(row) for row in selftest.table_rows(results))
     assert all(s.caught for s in results), f"defects not caught as expected:\n{rows}"
     assert not [e for s in results for e in s.errors], rows
-    assert all(s.detection_s is not None for s in results if any("load_limit" in c for c in s.caught_by)), rows
+    assert all(s.detection_s >= 0.0 for s in results if s.detection_s is not None), rows
+    assert sum(s.detection_s is not None for s in results) >= len(results) // 2, rows  # compliance failures say when

@@ -101,17 +101,19 @@ def test_f2_site_meter_stale_or_gone(outage_s: float, how: str, controller_name:
     the band; it leaves the fallback after 60 s of healthy readings."""
     start = 20.0
     fault = {"frozen": True} if how == "frozen" else {"no_reply": True}
+    exit_s = 60.0 if outage_s <= 10.0 else 0.0  # the exit from the fallback is watched once, after the short one
     verdict = judge(Condition(
         f"F2 site meter {how} for {outage_s:g} s", "fallback after 3 s; inside the band throughout",
-        site("f2", [ev(p) for p in range(4)], limit_a=LIMIT_A, duration_s=start + outage_s + 70.0, unmanaged_a=5.0,
+        site("f2", [ev(p) for p in range(4)], limit_a=LIMIT_A, duration_s=start + outage_s + exit_s + 15.0, unmanaged_a=5.0,
              events=(GridEvent("unmanaged_step", start + min(5.0, outage_s / 2), fraction=15.0 / LIMIT_A),)),
         (Action(start, "fault", f"site meter {how}", _fault("site", **fault)),
          Action(start + outage_s, "fault_cleared", "site meter back", _clear("site"))), trigger_s=start))
     entered, left = _fallback_span(verdict)
     measurements.record("fallback entered after the meter went stale", np.inf if entered is None else entered - start,
                         "s", high=5.0)
-    if left is not None:
-        measurements.record("fallback left after the meter came back", left - (start + outage_s), "s", low=55.0)
+    if exit_s and left is not None:
+        measurements.record("fallback left after the meter came back", left - (start + outage_s), "s", low=55.0,
+                            high=exit_s + 5.0)
     run = verdict.result.run
     back = run.port_a[run.port_t >= start + outage_s + 5.0].sum(axis=1)
     measurements.record("EV current once the meter is back (charging resumed)", float(back.min()) if len(back) else 0.0,

@@ -25,34 +25,34 @@ Judge = Callable[[Condition], SiteVerdict]
 CONDITIONS = {
     "limit_step_down": Condition(
         "limit step down", "within 10 s of the step to 60 % the site is inside the new band, and stays there",
-        site("limit-step-down", [ev(p) for p in range(4)], limit_a=LIMIT_A, duration_s=65,
-             events=(GridEvent("limit_step", 30.0, fraction=0.6),)),
-        trigger_s=30.0),
+        site("limit-step-down", [ev(p) for p in range(4)], limit_a=LIMIT_A, duration_s=55,
+             events=(GridEvent("limit_step", 25.0, fraction=0.6),)),
+        trigger_s=25.0),
     "limit_step_up": Condition(
         "limit step down and up", "the site follows the limit down to 50 % and back up without leaving the band",
-        site("limit-step-up", [ev(p) for p in range(4)], limit_a=LIMIT_A, duration_s=70,
-             events=(GridEvent("limit_step", 20.0, fraction=0.5), GridEvent("limit_step", 45.0, fraction=2.0))),
+        site("limit-step-up", [ev(p) for p in range(4)], limit_a=LIMIT_A, duration_s=60,
+             events=(GridEvent("limit_step", 20.0, fraction=0.5), GridEvent("limit_step", 40.0, fraction=2.0))),
         trigger_s=20.0),
     "demand_response_with_notice": Condition(
-        "demand response with notice", "a 35 % reduction announced 20 s ahead: inside the reduced limit when it "
+        "demand response with notice", "a 35 % reduction announced 15 s ahead: inside the reduced limit when it "
         "starts (settling time 0 s)",
-        site("dr-notice", [ev(p) for p in range(4)], limit_a=LIMIT_A, duration_s=75,
-             events=(GridEvent("demand_response", 40.0, duration=25.0, fraction=0.35, notice=20.0),)),
-        trigger_s=40.0),
+        site("dr-notice", [ev(p) for p in range(4)], limit_a=LIMIT_A, duration_s=60,
+             events=(GridEvent("demand_response", 35.0, duration=15.0, fraction=0.35, notice=15.0),)),
+        trigger_s=35.0),
     "demand_response_without_notice": Condition(
         "demand response without notice", "a 35 % reduction without notice: back inside within the settling time",
-        site("dr-no-notice", [ev(p) for p in range(4)], limit_a=LIMIT_A, duration_s=65,
-             events=(GridEvent("demand_response", 30.0, duration=25.0, fraction=0.35),)),
-        trigger_s=30.0),
+        site("dr-no-notice", [ev(p) for p in range(4)], limit_a=LIMIT_A, duration_s=55,
+             events=(GridEvent("demand_response", 25.0, duration=20.0, fraction=0.35),)),
+        trigger_s=25.0),
     "unmanaged_load_step": Condition(
         "unmanaged load step", "the building draws 30 % of the limit more; the EVs give way within the settling time",
-        site("unmanaged-step", [ev(p) for p in range(4)], limit_a=LIMIT_A, duration_s=65, unmanaged_a=4.0,
-             events=(GridEvent("unmanaged_step", 30.0, fraction=0.3),)),
-        trigger_s=30.0),
+        site("unmanaged-step", [ev(p) for p in range(4)], limit_a=LIMIT_A, duration_s=55, unmanaged_a=4.0,
+             events=(GridEvent("unmanaged_step", 25.0, fraction=0.3),)),
+        trigger_s=25.0),
     "single_phase_imbalance": Condition(
         "per-phase imbalance", "three single-phase EVs on L1 and one three-phase EV: L1 stays inside its own limit",
         site("imbalance", [ev(0, phases=(0,)), ev(1, phases=(0,)), ev(2, phases=(0,)), ev(3)], limit_a=60.0,
-             duration_s=45),
+             duration_s=40),
         trigger_s=0.0),
 }
 

@@ -23,6 +23,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
@@ -120,17 +121,25 @@ def controller_factory(name: str) -> ControllerFactory:
         path = Path(where)
         if not path.is_file():
             raise ValueError(f"controller {name!r}: no file {path}")
-        spec = importlib.util.spec_from_file_location(f"hil_controllers_{path.stem}", path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
+        module = import_file(path)
     else:
         module = importlib.import_module(where)
     found = getattr(module, "CATALOGUE", {}).get(attr) or getattr(module, attr, None)
     if not callable(found):
         raise ValueError(f"controller {name!r}: {where} has no callable {attr} (nor a CATALOGUE entry of that name)")
     return found  # type: ignore[no-any-return]
+
+
+def import_file(path: Path) -> ModuleType:
+    """The Python file at ``path`` imported (afresh) as a module."""
+    name = f"hil_user_{path.resolve().as_posix().replace('/', '_').replace('.', '_')}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ValueError(f"cannot import {path}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_condition(condition: Condition, factory: ControllerFactory, *, rig: Rig | None = None, scale: float = SCALE,

@@ -18,7 +18,6 @@ Units: seconds.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hil.load_limit import DETECTION
+from hil.load_limit import DETECTION, import_file
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITES = ("load_limit", "fault_recovery")
@@ -64,11 +63,7 @@ def load_catalogue(path: Path) -> tuple[dict[str, Any], dict[str, tuple[str, ...
     """``(CATALOGUE, CAUGHT_BY)`` of a catalogue file; ``ValueError`` naming the file when it has neither."""
     if not path.is_file():
         raise ValueError(f"no catalogue file {path}")
-    spec = importlib.util.spec_from_file_location(f"hil_catalogue_{path.stem}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    module = import_file(path)
     catalogue = getattr(module, "CATALOGUE", None)
     caught_by = getattr(module, "CAUGHT_BY", None)
     if not isinstance(catalogue, dict) or not isinstance(caught_by, dict):

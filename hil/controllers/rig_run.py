@@ -107,6 +107,7 @@ class RigRunResult:
     write_errors: int = 0
     """Set points a power source did not take (the loop sent them again)."""
     read_errors: int = 0
+    """Meter readings that failed (the loop kept the last one, its age growing)."""
     swallowed: dict[str, int] = field(default_factory=dict)
     """Emulated power sources: requests their bus lost (a ``no_reply`` or ``loss`` fault), by name."""
 
@@ -239,6 +240,8 @@ class RigSite:
         """(ports, 3): the phases each EV declares (``declare_phases`` changes it)."""
         self.events: list[LoggedEvent] = []
         self.rebuild = rebuild
+        self.fallback = False
+        """Whether the controller's last decision was its safe allocation."""
         self.down_until = -np.inf
         self._restarting = False
         self.dark_since = np.full(n, np.nan)
@@ -325,8 +328,6 @@ class RigSite:
         decision = self.controller.decide(obs)
         self.fallback = decision.fallback
         return np.asarray(decision.setpoints_a, dtype=float)
-
-    fallback = False
 
 
 def run_on_rig(scenario: Scenario, controller: Controller, *, scale: float = 20.0, control_period: float = 1.0,

@@ -143,12 +143,12 @@ def import_file(path: Path) -> ModuleType:
 
 
 def run_condition(condition: Condition, factory: ControllerFactory, *, rig: Rig | None = None, scale: float = SCALE,
-                  trace: Path | None = None, label: str | None = None) -> SiteVerdict:
+                  trace: Path | None = None, label: str | None = None, rate_hz: float = RATE_HZ) -> SiteVerdict:
     """Run ``condition`` with the controller ``factory`` builds, on ``rig`` (a bench) or on an emulated rig
-    of the condition's ports at ``scale``, and judge it."""
+    of the condition's ports at ``scale``, with the monitor sampling at ``rate_hz``, and judge it."""
     controller = factory(condition.scenario)
     result = run_on_rig(condition.scenario, controller, scale=scale, rig=rig, actions=condition.actions,
-                        monitor_hz=RATE_HZ, trace=trace, rebuild=lambda: factory(condition.scenario))
+                        monitor_hz=rate_hz, trace=trace, rebuild=lambda: factory(condition.scenario))
     assert result.monitor is not None
     settling = condition.settling_s if condition.settling_s is not None else SETTLING_S.get(controller.architecture, 10.0)
     report = result.monitor.judge(settling, breaker_a=condition.scenario.breaker_a, voltage=condition.scenario.phase_voltage)

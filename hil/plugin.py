@@ -1,7 +1,7 @@
 """The evhil pytest plugin (entry point ``pytest11: hil``).
 
 Options: ``--rig PATH`` (default: the shipped emulated rig), ``--controller NAMES`` (the controllers the
-load-limit and fault-recovery suites run). Fixtures: ``rig_spec``, ``rig``, ``clock``, ``plant``,
+load-limit and fault-recovery suites run). Fixtures: ``rig_spec``, ``rig``, ``clock``, ``plant``, ``monitor``,
 ``power_source`` / ``power_sources``, ``meter`` / ``meters``, ``ev`` / ``evs``; for the OCPP suites
 ``csms``, ``cp16``, ``booted16`` and ``scripted16`` (``hil.ocpp.fixtures``). Every power source is put
 in its verified safe state after each test that used one, at the end of the session, on SIGTERM (turned
@@ -27,9 +27,11 @@ from hil.instruments.energy_meter import EnergyMeter
 from hil.instruments.errors import InstrumentError
 from hil.instruments.ev_simulator import EVSimulator
 from hil.instruments.power_source import PowerSource
+from hil.monitor import RATE_HZ, Monitor
 from hil.ocpp.fixtures import booted16, booted201, cp16, cs201, csms, scripted16  # noqa: F401 - OCPP suite fixtures
 from hil.plant import Plant
 from hil.report import transcripts
+from hil.report.measurement import Measurements
 from hil.report.pytest_hooks import ReportHooks, add_options, measurements  # noqa: F401 - reporting fixture
 from hil.rig.loader import DEFAULT_RIG, RigFileError, load_rig
 from hil.rig.model import RigSpec
@@ -57,6 +59,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--csms-reference", action="store", default=None, metavar="MODULE:CLASS",
         help="CSMS class serving as the CSMS under test on emulated rigs (default: hil.ocpp.csms:CSMS)",
+    )
+    group.addoption(
+        "--monitor-hz", action="store", type=float, default=RATE_HZ, metavar="HZ",
+        help=f"sampling rate of the load-limit monitor per second of the rig's clock (default {RATE_HZ:g})",
     )
     group.addoption(
         "--controller", action="store", default=None, metavar="NAMES",
@@ -230,3 +236,28 @@ def evs(rig: Rig) -> Iterator[dict[str, EVSimulator]]:
     yield instances
     for name, instance in instances.items():
         transcripts.attach(f"CAN {name} (candump)", transcripts.candump(instance, since), "log")
+
+
+@pytest.fixture
+def monitor(rig: Rig, pytestconfig: pytest.Config, measurements: Measurements,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Monitor]:
+    """The load-limit monitor on the rig's reference meter (``ref``, else ``site``), sampling at
+    ``--monitor-hz`` of the rig's clock from the start of the test, against the rig's site limit. Tell it
+    about limit changes (``set_limit``) and events (``log``); after the test its plot and samples are
+    attached, and ``monitor.judge(settling_s)`` gives the compliance verdict."""
+    names = {m.name for m in rig.spec.meters}
+    reference = "ref" if "ref" in names else "site"
+    if reference not in names:
+        pytest.skip(f"rig {rig.spec.name!r} has no meter named ref or site for the monitor")
+    folder = measurements.figure_dir.parent / "traces" if measurements.figure_dir else tmp_path_factory.mktemp("traces")
+    instance = Monitor(_open(rig.meter, reference), rig.clock, rig.spec.site.limit_a,
+                       rate_hz=pytestconfig.getoption("--monitor-hz"), trace=folder / f"monitor-{time.time_ns()}.csv")
+    with instance:
+        yield instance
+    import matplotlib.pyplot as plt
+
+    fig = instance.plot(f"site current at {reference}")
+    measurements.figure(fig, "site current against the limit")
+    plt.close(fig)
+    if instance.trace is not None and instance.trace.is_file():
+        transcripts.attach("reference meter samples", instance.trace.read_text(), "csv")

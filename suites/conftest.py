@@ -50,7 +50,7 @@ def judge(rig_spec: RigSpec, request: pytest.FixtureRequest, measurements: Measu
         bench = None if rig_spec.emulated else request.getfixturevalue("rig")
         folder = measurements.figure_dir.parent / "traces" if measurements.figure_dir else tmp_path_factory.mktemp("traces")
         verdict = run_condition(condition, factory, rig=bench, trace=folder / f"{slug(request.node.nodeid)}.csv",
-                                label=controller_name)
+                                label=controller_name, rate_hz=request.config.getoption("--monitor-hz"))
         record(verdict, measurements)
         return verdict
 

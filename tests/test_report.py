@@ -159,6 +159,15 @@ def test_progress_is_quiet_off_a_terminal_and_follows_the_journal(tmp_path: Path
     assert state.counts["fail"] == 1 and state.current is None
 
 
+
+def test_progress_shows_the_running_rig_its_simulated_time_and_faults() -> None:
+    state = ProgressState()
+    assert state.rig_text() == ""
+    state.apply({"event": "status", "rigs": [{"rig": "f2-rig", "sim_s": 85.2, "scale": 10.0, "instruments": 14,
+                                              "in_use": 13, "faults": {"site": ["no_reply"]}}]})
+    assert state.rig_text() == "f2-rig: 85 s simulated (x10), 13/14 instruments, [red]faults: site no_reply[/]"
+
+
 # -- a small suite through the plugin -------------------------------------------------------------------
 SUITE = '''
     import allure

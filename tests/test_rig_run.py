@@ -63,3 +63,18 @@ def test_same_verdict_and_energy_within_one_percent(on_rig: RigRunResult) -> Non
     assert on_rig.run.delivered_kwh.sum() == pytest.approx(memory.delivered_kwh.sum(), rel=0.01)
     # s3 asked for little: both runs deliver all of it (the rig's EV stops itself when it has it).
     assert on_rig.run.delivered_kwh[2] == pytest.approx(0.3, abs=0.005) and memory.delivered_kwh[2] == pytest.approx(0.3)
+
+
+def test_a_running_rig_reports_its_clock_and_injected_faults() -> None:
+    from hil.rig.rig import Rig
+
+    with Rig(rig_for(four_ports(), SCALE)) as rig:
+        assert rig in Rig.running()
+        rig.meter("site").read()
+        rig.faults("site").no_reply = True
+        rig.faults("ps2").latency = 0.1
+        status = rig.status()
+        assert status["faults"] == {"ps2": ["latency"], "site": ["no_reply"]}
+        assert (status["rig"], status["scale"], status["instruments"], status["in_use"]) == ("four-ports-rig", SCALE, 14, 1)
+        assert status["sim_s"] >= 0.0
+    assert rig not in Rig.running()

@@ -1,5 +1,6 @@
 """Live progress of a long run on the terminal (rich): the test running now, how many passed, failed,
-errored and were skipped out of how many, the time elapsed and the rig's clock scale.
+errored and were skipped out of how many, the time elapsed, and the rig the test runs on: its simulated
+time against real time (its clock scale), the instruments in use and any fault injected into them.
 
 ``hil run`` starts pytest as a child process and follows the run journal it writes
 (``hil.report.run_record``), printing pytest's own output above the progress line. When standard output
@@ -42,6 +43,8 @@ class ProgressState:
     total: int | None = None
     current: str | None = None
     counts: dict[str, int] = field(default_factory=lambda: {"pass": 0, "fail": 0, "error": 0, "skip": 0})
+    rigs: list[dict[str, Any]] = field(default_factory=list)
+    """The running rigs, from the last ``status`` event."""
 
     @property
     def done(self) -> int:
@@ -58,6 +61,18 @@ class ProgressState:
             self.counts[verdict] = self.counts.get(verdict, 0) + 1
             if self.current == event["test"]["nodeid"]:
                 self.current = None
+        elif kind == "status":
+            self.rigs = list(event.get("rigs", []))
+
+    def rig_text(self) -> str:
+        """``rig: 85 s simulated (x10), 14/15 instruments, faults: site no_reply`` for the newest rig."""
+        if not self.rigs:
+            return ""
+        r = self.rigs[-1]
+        scale = f" (x{r['scale']:g})" if r.get("scale", 1) != 1 else ""
+        faults = "; ".join(f"{name} {' '.join(fields)}" for name, fields in (r.get("faults") or {}).items())
+        return (f"{r['rig']}: {r['sim_s']:.0f} s simulated{scale}, {r['in_use']}/{r['instruments']} instruments"
+                + (f", [red]faults: {faults}[/]" if faults else ""))
 
     def counts_text(self) -> str:
         c = self.counts
@@ -116,8 +131,8 @@ def run_with_progress(command: Sequence[str], journal: Path, console: Console, *
     clock = f" clock x{clock_scale:g}" if clock_scale and clock_scale != 1 else ""
     progress = Progress(SpinnerColumn(), TextColumn("{task.fields[current]}"), BarColumn(bar_width=24),
                         MofNCompleteColumn(), TextColumn("{task.fields[counts]}"), TimeElapsedColumn(),
-                        TextColumn(f"[dim]{clock}"), console=console, transient=True, refresh_per_second=8)
-    task = progress.add_task("run", total=None, current="collecting", counts=state.counts_text())
+                        TextColumn("[dim]{task.fields[rig]}"), console=console, transient=True, refresh_per_second=8)
+    task = progress.add_task("run", total=None, current="collecting", counts=state.counts_text(), rig=clock)
     output_done = False
 
     def follow() -> bool:
@@ -136,7 +151,8 @@ def run_with_progress(command: Sequence[str], journal: Path, console: Console, *
             state.apply(event)
         idle = "finishing" if state.total is not None and state.total == state.done else ""
         progress.update(task, total=state.total, completed=state.done, counts=state.counts_text(),
-                        current=_shorten(state.current or idle, max(20, console.width // 3)))
+                        current=_shorten(state.current or idle, max(20, console.width // 3)),
+                        rig=state.rig_text() or clock)
         return output_done and proc.poll() is not None
 
     with progress:

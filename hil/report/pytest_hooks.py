@@ -12,6 +12,8 @@ written next to the results at the end. Under pytest-xdist the workers judge and
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,8 @@ from hil.rig.model import RigSpec
 _MEASUREMENTS = pytest.StashKey[Measurements]()
 _ORIGIN = pytest.StashKey[Origin]()
 MESSAGE_LIMIT = 4000
+STATUS_S = 1.0
+"""How often the journal gets a ``status`` event (running rigs, their clocks, injected faults) [s]."""
 """Longest failure message kept in the run record [characters]."""
 PROPERTY = "hil"
 """Name of the JUnit property (``report.user_properties``) carrying a test's record: JSON."""
@@ -150,6 +154,18 @@ class ReportHooks:
         }
         self.journal.write("run_start", run=run, artefacts=artefacts,
                            environment={**rig_environment(self.spec, self.rig_file), **versions()})
+        self._heartbeat = threading.Thread(target=self._beat, args=(self.journal,), name="hil-status", daemon=True)
+        self._heartbeat.start()
+
+    def _beat(self, journal: Journal) -> None:
+        """Every ``STATUS_S`` while the run goes: the running rigs' clocks, instruments and injected faults."""
+        from hil.rig.rig import Rig
+
+        while self.journal is journal:
+            rigs = [r.status() for r in Rig.running()]
+            if rigs:
+                journal.write("status", rigs=rigs)
+            time.sleep(STATUS_S)
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         if self.journal is not None and not self.config.pluginmanager.has_plugin("dsession"):

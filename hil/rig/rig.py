@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,8 +46,16 @@ class Address:
     """Machine-readable parts, for JSON output."""
 
 
+_RUNNING: "weakref.WeakSet[Rig]" = weakref.WeakSet()
+
+
 class Rig:
     """The instruments of one rig file, with emulators for the emulated ones."""
+
+    @staticmethod
+    def running() -> list["Rig"]:
+        """The rigs of this process started and not closed yet (for live status)."""
+        return list(_RUNNING)
 
     def __init__(self, spec: RigSpec, source: Path | str | None = None) -> None:
         self.spec = spec
@@ -71,6 +80,7 @@ class Rig:
             if self._started:
                 return self
             self._started = True
+            _RUNNING.add(self)
             if self.spec.emulated:
                 try:
                     self._start_emulation()
@@ -129,6 +139,7 @@ class Rig:
             if self._closed:
                 return
             self._closed = True
+            _RUNNING.discard(self)
             self.safe_state()
             for driver in list(self._drivers.values()):
                 try:
@@ -159,6 +170,23 @@ class Rig:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def status(self) -> dict[str, Any]:
+        """What a live display shows of this rig: its clock [simulated s since start], scale, the
+        instruments in use of all, and every fault injected into its emulators now (instrument: fields)."""
+        faulty: dict[str, list[str]] = {}
+        healthy = Faults()
+        for name in [*self._scpi, *self._can_peers, *(m.name for m in self.spec.meters if m.emulated)]:
+            try:
+                f = self.faults(name)
+            except KeyError:
+                continue
+            changed = [k for k in healthy.__dataclass_fields__ if k != "swallowed" and getattr(f, k) != getattr(healthy, k)]
+            if changed:
+                faulty[name] = changed
+        total = len(self.spec.power_sources) + len(self.spec.meters) + len(self.spec.ev_simulators)
+        return {"rig": self.spec.name, "sim_s": round(self.clock.now(), 1), "scale": self.clock.scale,
+                "instruments": total, "in_use": len(self._drivers), "faults": faulty}
 
     # -- safety -------------------------------------------------------------------------------------
     def safe_state(self) -> dict[str, str | None]:

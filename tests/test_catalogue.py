@@ -296,3 +296,16 @@ def test_rich_table() -> None:
     console = Console(width=120, record=True)
     console.print(cat.rich_table(cat.precheck_report(decl, {}, {})))
     assert "Total (distinct)" in console.export_text()
+
+
+def test_report_severity_follows_the_certification_flags() -> None:
+    import allure
+
+    from hil.ocpp.conformance import severity
+
+    assert severity(cat.case("TC_B_01_CS")) is allure.severity_level.CRITICAL  # M in Core
+    assert severity(cat.case("TC_E_54_CS")) is allure.severity_level.NORMAL  # C in Core
+    assert severity(cat.case("TC_003_CS")) is allure.severity_level.NORMAL  # 1.6: no flags
+    unflagged = next(tc for tc in cat.load("2.0.1").values() if all(
+        cat.requirement(tc.base_id, p, tc.sut) is None for p in cat.certification_profiles()))
+    assert severity(unflagged) is allure.severity_level.MINOR

@@ -81,9 +81,22 @@ _SUT_NAME = {("1.6", "CS"): "charge point", ("1.6", "CSMS"): "Central System", (
 """How each version calls the system under test, for the report's top-level grouping."""
 
 
+def severity(tc: catalogue.TestCase) -> allure.severity_level:
+    """How much a failure of ``tc`` weighs for certification: critical where a 2.0.1 certification profile
+    makes it mandatory (M), normal where conditional (C) and for 1.6 (whose catalogue has no flags), minor
+    where no profile asks for it."""
+    if tc.version != "2.0.1":
+        return allure.severity_level.NORMAL
+    flags = {catalogue.requirement(tc.base_id, p, tc.sut) for p in catalogue.certification_profiles()}
+    if "M" in flags:
+        return allure.severity_level.CRITICAL
+    return allure.severity_level.NORMAL if "C" in flags else allure.severity_level.MINOR
+
+
 def octt(case_id: str) -> Callable[[F], F]:
     """Mark a test as OCTT case ``case_id``: the ``octt`` marker (id, version, profile, sut) and Allure
-    labels (epic = OCPP version and system under test, feature = profile, story = case). The test must be
+    labels (epic = OCPP version and system under test, feature = profile, story = case, severity from its
+    certification flags). The test must be
     named after the case (``test_tc_036_cs`` for ``TC_036_CS``), so a report and a node id always say the
     same thing."""
     tc = catalogue.case(case_id)
@@ -94,7 +107,8 @@ def octt(case_id: str) -> Callable[[F], F]:
             raise ValueError(f"{fn.__module__}.{fn.__name__}: a test of {case_id} must be named {expected}")
         marked = pytest.mark.octt(tc.id, version=tc.version, profile=tc.profile, sut=tc.sut)(fn)
         for label in (allure.epic(f"OCPP {tc.version} {_SUT_NAME[tc.version, tc.sut]}"), allure.feature(tc.profile),
-                      allure.story(f"{tc.id} {tc.name}"), allure.label("octt", tc.id), allure.title(f"{tc.id} {tc.name}")):
+                      allure.story(f"{tc.id} {tc.name}"), allure.label("octt", tc.id), allure.title(f"{tc.id} {tc.name}"),
+                      allure.severity(severity(tc))):
             marked = label(marked)
         return marked
 

@@ -95,6 +95,9 @@ class MeterSpec(Strict):
     unit: int = Field(default=1, ge=0, le=247)
     timeout_s: float = Field(default=1.0, gt=0)
     latency_ms: float | None = Field(default=None, ge=0)
+    update_ms: float = Field(default=100.0, ge=0)
+    """Emulated meters: their measurement update cycle [ms of the rig's clock]; 0 measures on every read.
+    The emulator serves all its meters on the first emulated meter's cycle."""
 
     @model_validator(mode="after")
     def _known_model(self) -> "MeterSpec":

@@ -108,8 +108,6 @@ class RigRunResult:
     """Set points a power source did not take (the loop sent them again)."""
     read_errors: int = 0
     """Meter readings that failed (the loop kept the last one, its age growing)."""
-    swallowed: dict[str, int] = field(default_factory=dict)
-    """Emulated power sources: requests their bus lost (a ``no_reply`` or ``loss`` fault), by name."""
 
 
 def rig_for(scenario: Scenario, scale: float) -> RigSpec:
@@ -508,7 +506,6 @@ def _run(rig: Rig, scenario: Scenario, controller: Controller, control_period: f
         for p in np.nonzero(session_at >= 0)[0]:
             delivered[session_at[p]] = readings[p].import_kwh - start_kwh[p]
         wall = wallclock.perf_counter() - wall0
-        swallowed = {source.name: rig.faults(source.name).swallowed for source in site.sources if rig.plant is not None}
         for source in site.sources:
             source.safe_state()
 
@@ -524,7 +521,7 @@ def _run(rig: Rig, scenario: Scenario, controller: Controller, control_period: f
     return RigRunResult(
         run, late, np.asarray(step_ms), np.asarray(starts), setpoint_a=set_rec, events=site.events, monitor=monitor,
         fallback_flags=fallback_rec, write_errors=sum(w.errors for w in site.setpoints),
-        read_errors=sum(r.errors for r in readers), swallowed=swallowed,
+        read_errors=sum(r.errors for r in readers),
     )
 
 

@@ -96,8 +96,9 @@ class MeterSpec(Strict):
     timeout_s: float = Field(default=1.0, gt=0)
     latency_ms: float | None = Field(default=None, ge=0)
     update_ms: float = Field(default=100.0, ge=0)
-    """Emulated meters: their measurement update cycle [ms of the rig's clock]; 0 measures on every read.
-    The emulator serves all its meters on the first emulated meter's cycle."""
+    """Emulated meters: how often the emulator refreshes their registers [ms of real time; on a clock
+    scaled ``s`` times that is ``s x update_ms`` of simulated time]; 0 measures on every read. The emulator
+    serves all its meters on the first emulated meter's cycle."""
 
     @model_validator(mode="after")
     def _known_model(self) -> "MeterSpec":

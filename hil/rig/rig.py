@@ -107,7 +107,7 @@ class Rig:
             self._modbus = ModbusMeterEmulator(
                 self.plant, {m.unit: (m.model, m.point) for m in meters},
                 latency=None if meters[0].latency_ms is None else meters[0].latency_ms / 1000.0,
-                update_period=meters[0].update_ms / 1000.0 / self.clock.scale,  # the meter's cycle is simulated time
+                update_period=meters[0].update_ms / 1000.0,
             )
             self._loop.run(self._modbus.start())
         evs = [e for e in spec.ev_simulators if e.emulated]

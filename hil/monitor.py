@@ -115,10 +115,11 @@ class Monitor:
                   settling_s: float | None = None) -> None:
         """The enforced site limit is now ``limit_a`` [A per phase]. A decrease is a headroom event."""
         new = np.broadcast_to(np.asarray(limit_a, dtype=float), (3,)).copy()
+        at = self.now()  # before the change: every sample under the new limit is at or after the event
         with self._lock:
             lower = bool((new < self._limit - 1e-9).any())
             self._limit = new
-        self.log(kind, detail or f"limit {_phases(new)} A", headroom=lower, settling_s=settling_s)
+        self.log(kind, detail or f"limit {_phases(new)} A", headroom=lower, settling_s=settling_s, at=at)
 
     def log(self, kind: str, detail: str = "", *, headroom: bool = False, reduction_a: float | None = None,
             settling_s: float | None = None, at: float | None = None) -> LoggedEvent:

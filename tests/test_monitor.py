@@ -54,6 +54,8 @@ def test_samples_at_its_rate_and_traces_as_it_goes(site_meter: tuple[Plant, Modb
     assert [(e["kind"], e["headroom"]) for e in events] == [("limit_step", True)]
     late = monitor.judge(10.0)  # 40 A against 30 A x 1.02 + 1 A in the 10 s after the 10 s settling window
     assert not late.steady_pass and 8.0 <= late.steady_violation_s <= 11.0
+    changed = float(t[np.argmax(limit[:, 0] < 50.0)])  # the first sample under the new limit
+    assert events[0]["time"] <= changed
     assert late.first_failure_s == pytest.approx(events[0]["time"] + 10.0, abs=1.5)
     assert monitor.judge(30.0, since=0.0).steady_pass  # all of it inside a 30 s settling window
 

@@ -37,7 +37,7 @@ def test_a_catalogue_without_its_tables_is_refused(tmp_path: Path) -> None:
 
 
 def test_every_catalogued_defect_is_caught(tmp_path: Path) -> None:
-    results = selftest.run(CATALOGUE, tmp_path / "run", quick=True, workers=2)  # rig tests mostly wait on their clock
+    results = selftest.run(CATALOGUE, tmp_path / "run", quick=True, workers=1)  # beside CI's own workers
     catalogue, _ = selftest.load_catalogue(CATALOGUE)
     assert {s.defect for s in results} == set(catalogue)
     rows = "\n".join(" | ".join(row) for row in selftest.table_rows(results))

@@ -220,6 +220,8 @@ class Adaptive:
     _shell: Headroom = field(init=False)
     _plan: Plan | None = field(default=None, init=False)
     _signature: tuple[bytes, float] | None = field(default=None, init=False)
+    _deferred: bool = field(default=False, init=False)
+    """A re-plan put off by one step so that a lower headroom is applied at once."""
     _sent: Array | None = field(default=None, init=False)
     _raised: Array | None = field(default=None, init=False)
 
@@ -235,9 +237,14 @@ class Adaptive:
             return self._damped(obs, equal_share(caps, obs.phases, headroom))
         signature = (np.packbits(caps > 0).tobytes(), round(float(headroom.min()), 1))
         due = self._plan is None or obs.time - self._plan.start >= self.replan_s or signature != self._signature
-        if due:
+        shrunk = self._signature is not None and signature[1] < self._signature[1] - 1e-9
+        if due and shrunk and self._plan is not None and not self._deferred:
+            # Decreases first: this step projects the old plan onto the lower headroom (below), so the cut
+            # does not wait for a solve; the plan follows at the next step.
+            self._deferred = True
+        elif due:
             self._plan = self._replan(obs, headroom, caps)
-            self._signature = signature
+            self._signature, self._deferred = signature, False
         assert self._plan is not None
         target = np.minimum(self._plan.now(obs.time), caps)
         if self._plan.status != "optimal":

@@ -502,12 +502,12 @@ def _run(rig: Rig, scenario: Scenario, controller: Controller, control_period: f
         finally:
             if monitor is not None:
                 monitor.stop()
+            for source in site.sources:  # on every way out, a bench's rig included: outputs off, verified
+                source.safe_state()
         readings = [m.meter.read() for m in site.port_meters]
         for p in np.nonzero(session_at >= 0)[0]:
             delivered[session_at[p]] = readings[p].import_kwh - start_kwh[p]
         wall = wallclock.perf_counter() - wall0
-        for source in site.sources:
-            source.safe_state()
 
     run = RunResult(
         scenario=scenario, controller=f"{controller.name} on rig", architecture=controller.architecture,

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from hil.controllers.adaptive import PlanInput, horizon_periods, plan
+from hil.controllers.planner import PlanInput, horizon_periods, plan
 
 TARGETS = {200: 1.0, 1000: 10.0}
 

@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from hil.controllers.adaptive import offline_min_cost
+from hil.controllers.optimum import offline_min_cost
 from hil.controllers.reference import CONTROLLERS
 from hil.metrics import measure
 from hil.scenarios import load_scenario

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hil.controllers.adaptive import PlanInput, offline_optimum, plan
+from hil.controllers.optimum import offline_optimum
+from hil.controllers.planner import PlanInput, plan
 from hil.controllers.reference import CONTROLLERS
 from hil.metrics import measure
 from hil.scenarios import load_scenario

@@ -277,6 +277,8 @@ def _build_report(run_dir: Path) -> bool:
         return False
     if (run_dir / RECORD).is_file():
         add_artefact(run_dir, "html", str(built.index.relative_to(run_dir)))
+        add_artefact(run_dir, "traceability", str(built.traceability.relative_to(run_dir)))
+    out.print(f"requirements traceability: {built.traceability}", highlight=False, soft_wrap=True)
     out.print(f"HTML report (built in {built.seconds:.1f} s):", highlight=False)
     print(built.index, flush=True)  # alone on the last line, whatever the terminal width
     return True

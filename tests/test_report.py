@@ -176,7 +176,7 @@ SUITE = '''
     import matplotlib.pyplot as plt
     import pytest
     from hil.instruments.errors import InstrumentUnreachable
-    from hil.ocpp.conformance import ConformanceFailure, step
+    from hil.ocpp.conformance import ConformanceFailure, octt, step
 
 
     def test_output_voltage_within_limits(measurements):
@@ -220,9 +220,8 @@ SUITE = '''
         pass
 
 
-    @allure.epic("OCPP 1.6")
-    @allure.feature("Core")
-    def test_heartbeat():
+    @octt("TC_B_01_CS")
+    def test_tc_b_01_cs():
         assert True
 '''
 EXPECTED = {  # test -> (verdict, origin, Allure status)
@@ -232,8 +231,12 @@ EXPECTED = {  # test -> (verdict, origin, Allure status)
     "test_meter_unreachable": ("error", RIG, "broken"),
     "test_broken_test_code": ("error", TEST, "broken"),
     "test_on_a_bench": ("skip", None, "skipped"),
-    "test_heartbeat": ("pass", None, "passed"),
+    "test_tc_b_01_cs": ("pass", None, "passed"),
 }
+
+
+SPEC_SERVER = "https://docs.lab.example/ocpp201/"
+"""A lab's document server: the small run's requirement links point there."""
 
 
 def write_suite(root: Path) -> Path:
@@ -265,8 +268,9 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> SmallRun:
         done = base / "outcome.json"
         if not done.exists():
             suite = write_suite(base / "suites")
-            result = subprocess.run([sys.executable, "-m", "hil.cli", "run", str(suite), "--reports",
-                                     str(base / "reports")], capture_output=True, text=True, timeout=900, cwd=base)
+            result = subprocess.run([sys.executable, "-m", "hil.cli", "run", str(suite), "--reports", str(base / "reports"),
+                                     f"--pytest-arg=--allure-link-pattern=requirement:{SPEC_SERVER}{{}}"],
+                                    capture_output=True, text=True, timeout=900, cwd=base)
             done.write_text(json.dumps({"returncode": result.returncode, "stdout": result.stdout, "stderr": result.stderr}))
     outcome = json.loads(done.read_text())
     runs = list((base / "reports").glob("2*"))
@@ -313,17 +317,30 @@ def test_allure_results_carry_labels_origins_environment_and_categories(small_ru
     by_name = {}
     for path in results.glob("*-result.json"):
         data = json.loads(path.read_text())
-        by_name[data["name"]] = data
+        by_name[data["fullName"].rsplit("#", 1)[-1]] = data  # the test function (an OCTT case is titled by its id)
     assert {name: r["status"] for name, r in by_name.items()} == {k: v[2] for k, v in EXPECTED.items()}
     for name, (_, origin, _) in EXPECTED.items():
         labels = {(label["name"], label["value"]) for label in by_name[name]["labels"]}
         assert (("origin", origin) in labels) == (origin is not None), (name, labels)
-        assert ("severity", "normal") in labels and any(k == "story" for k, _ in labels)
+        severity = "critical" if name == "test_tc_b_01_cs" else "normal"  # Core makes TC_B_01 mandatory
+        assert ("severity", severity) in labels and any(k == "story" for k, _ in labels)
         assert {"name": "rig", "value": "emulated"} in [{k: p[k] for k in ("name", "value")} for p in by_name[name]["parameters"]]
     voltage = {(label["name"], label["value"]) for label in by_name["test_output_voltage_within_limits"]["labels"]}
     assert {("epic", "Charging"), ("feature", "Limits")} <= voltage
     ocpp = {(label["name"], label["value"]) for label in by_name["test_status_notification"]["labels"]}
     assert {("epic", "OCPP 1.6"), ("feature", "Core"), ("story", "TC_003_CS Regular charging session")} <= ocpp
+    case = by_name["test_tc_b_01_cs"]
+    assert {("epic", "OCPP 2.0.1 charging station"), ("feature", "B Provisioning"), ("octt", "TC_B_01_CS")} <= {
+        (label["name"], label["value"]) for label in case["labels"]}
+    # The case and the requirements it cites are links (the requirements through the run's link pattern).
+    assert [(link["type"], link["name"], link["url"]) for link in case["links"]] == [
+        ("tms", "TC_B_01_CS", "TC_B_01_CS"),
+        *((("requirement", r, SPEC_SERVER + r) for r in ("B01.FR.01", "B01.FR.05", "B01.FR.09")))]
+    record = json.loads((small_run.run_dir / "run-record.json").read_text())
+    assert record["artefacts"]["traceability"] == "html/traceability.html"
+    page = (small_run.run_dir / "html" / "traceability.html").read_text()
+    assert '<tr id="B01.FR.05"><td>B01.FR.05</td><td>B01</td><td class="passed">passed</td>' in page
+    assert '<tr id="TC_B_01_CS"><td>TC_B_01_CS</td><td>Cold Boot Charging Station - Accepted</td>' in page
     assert "evhil origin: rig (hil.instruments.errors.InstrumentUnreachable" in by_name["test_meter_unreachable"]["statusDetails"]["trace"]
     env = {p.findtext("key"): p.findtext("value") for p in ElementTree.parse(results / "environment.xml").getroot()}
     assert env["rig"] == "emulated" and env["rig kind"].startswith("emulated") and env["evhil"]

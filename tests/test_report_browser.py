@@ -1,7 +1,8 @@
 """The HTML report in a real browser: ``hil run`` on a small suite builds it with Allure 3, headless
 Chromium (Debian's, installed here when missing) opens it from the file system, the test counts it shows
-match the run record, the suites are grouped by area and profile, a PNG plot attachment renders, and a
-screenshot is saved next to the report (``html/screenshot.png``)."""
+match the run record, the suites are grouped by area and profile, a PNG plot attachment renders, a
+screenshot is saved next to the report (``html/screenshot.png``), an OCTT case shows its requirement
+links, and the requirements traceability page beside the report shows the case's outcome."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from typing import Any
 import pytest
 from websockets.sync.client import connect
 
-from test_report import EXPECTED, SmallRun, small_run  # noqa: F401 - the run is shared across modules and workers
+from test_report import EXPECTED, SPEC_SERVER, SmallRun, small_run  # noqa: F401 - the run is shared across modules and workers
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -190,4 +191,25 @@ def test_the_html_report_shows_the_counts_the_groups_and_a_plot(page: Page, smal
     shot = index.with_name("screenshot.png")
     page.screenshot(shot)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+
+    # An OCTT case links to the requirements it cites; the link opens the run's traceability page there.
+    page.open(index.as_uri())
+    page.wait_for("!!document.querySelector('[data-testid=tree-section-title]')", "its tree")
+    _click(page, "[data-testid=tree-section-title]", "OCPP 2.0.1 charging station")  # collapsed: only passed tests
+    page.wait_for("""[...document.querySelectorAll('[data-testid=tree-section-title]')]
+        .some(e => e.textContent.includes('B Provisioning'))""", "the case's profile")
+    _click(page, "[data-testid=tree-section-title]", "B Provisioning")
+    page.wait_for("""[...document.querySelectorAll('[data-testid=tree-leaf]')]
+        .some(e => e.textContent.includes('TC_B_01_CS'))""", "the OCTT case")
+    _click(page, "[data-testid=tree-leaf]", "TC_B_01_CS Cold Boot Charging Station")
+    href = page.wait_for("""(() => { const a = [...document.querySelectorAll('[data-testid=test-result-meta-link] a')]
+        .find(a => a.textContent.trim() === 'B01.FR.05'); return a ? a.href : null; })()""", "the requirement link B01.FR.05")
+    assert href == SPEC_SERVER + "B01.FR.05", href  # not followed: the document server is the lab's
+    shown = page.eval("[...document.querySelectorAll('[data-testid=test-result-meta-link]')].map(e => e.textContent.trim())")
+    assert shown == ["TC_B_01_CS", "B01.FR.01", "B01.FR.05", "B01.FR.09"], shown
+    # The traceability page beside the report: the requirement, the case checking it, its outcome.
+    page.open(index.with_name("traceability.html").as_uri() + "#B01.FR.05")
+    row = page.wait_for("(() => { const r = document.getElementById('B01.FR.05'); return r ? r.innerText : null; })()",
+                        "the requirement's row on the traceability page")
+    assert "TC_B_01_CS" in row and "passed" in row, row
     print(f"browser checks took {time.monotonic() - started:.1f} s; screenshot {shot}")

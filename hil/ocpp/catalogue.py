@@ -57,6 +57,8 @@ class TestCase:
     name: str
     block: str | None = None
     use_cases: tuple[str, ...] = ()
+    requirements: tuple[str, ...] = ()
+    """2.0.1: the Part 2 functional requirements the case checks (``B01.FR.01``); none for 1.6."""
 
     @property
     def base_id(self) -> str:
@@ -82,6 +84,7 @@ def load(version: Version) -> dict[str, TestCase]:
                 profile=row["section"] if two else row["profile"], name=row["name"],
                 block=row["block"] if two else None,
                 use_cases=tuple(dict.fromkeys(_USE_CASE.findall(row["use_cases"]))) if two else (),
+                requirements=tuple(row["requirements"].split()) if two else (),
             )
     return cases
 

@@ -17,6 +17,7 @@ import allure
 import pytest
 
 from hil.ocpp import catalogue
+from hil.report import traceability
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -94,9 +95,10 @@ def severity(tc: catalogue.TestCase) -> allure.severity_level:
 
 
 def octt(case_id: str) -> Callable[[F], F]:
-    """Mark a test as OCTT case ``case_id``: the ``octt`` marker (id, version, profile, sut) and Allure
+    """Mark a test as OCTT case ``case_id``: the ``octt`` marker (id, version, profile, sut), Allure
     labels (epic = OCPP version and system under test, feature = profile, story = case, severity from its
-    certification flags). The test must be
+    certification flags) and Allure links to the case and to every requirement it cites (their targets:
+    ``hil.report.traceability``). The test must be
     named after the case (``test_tc_036_cs`` for ``TC_036_CS``), so a report and a node id always say the
     same thing."""
     tc = catalogue.case(case_id)
@@ -108,7 +110,8 @@ def octt(case_id: str) -> Callable[[F], F]:
         marked = pytest.mark.octt(tc.id, version=tc.version, profile=tc.profile, sut=tc.sut)(fn)
         for label in (allure.epic(f"OCPP {tc.version} {_SUT_NAME[tc.version, tc.sut]}"), allure.feature(tc.profile),
                       allure.story(f"{tc.id} {tc.name}"), allure.label("octt", tc.id), allure.title(f"{tc.id} {tc.name}"),
-                      allure.severity(severity(tc))):
+                      allure.severity(severity(tc)), allure.link(tc.id, link_type=traceability.TEST_CASE, name=tc.id),
+                      *(allure.link(r, link_type=traceability.REQUIREMENT, name=r) for r in tc.requirements)):
             marked = label(marked)
         return marked
 

@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from hil.report import traceability
 from hil.report.categories import allure3_categories
 
 ALLURE_VERSION = "3.18.0"
@@ -98,9 +99,11 @@ def allure_cli(log: Callable[[str], None] = lambda _: None, root: Path | None = 
 
 @dataclass(frozen=True)
 class BuiltReport:
-    """A built HTML report: ``index`` to open, and how long the build took [s]."""
+    """A built HTML report: ``index`` to open, the requirements ``traceability`` page beside it, and how
+    long the build took [s]."""
 
     index: Path
+    traceability: Path
     seconds: float
 
 
@@ -154,8 +157,9 @@ def build_html(run_dir: Path, *, name: str | None = None, log: Callable[[str], N
         raise ReportBuildError(f"allure generate failed (exit status {done.returncode}): "
                                f"{_tail(done.stderr or done.stdout) or 'no output'}")
     index.write_text(without_analytics(index.read_text(encoding="utf-8")), encoding="utf-8")
+    page = traceability.write(results, output / traceability.PAGE)
     marker.write_text(f"{history}\n")
-    return BuiltReport(index, time.monotonic() - started)
+    return BuiltReport(index, page, time.monotonic() - started)
 
 
 _ANALYTICS = re.compile(

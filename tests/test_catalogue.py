@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -29,7 +30,7 @@ def test_shipped_files_hold_no_prose() -> None:
             headers[name] = next(csv.reader(f))
     assert headers == {
         "octt-1.6.csv": ["id", "sut", "profile", "name"],
-        "octt-2.0.1.csv": ["id", "sut", "block", "section", "name", "use_cases"],
+        "octt-2.0.1.csv": ["id", "sut", "block", "section", "name", "use_cases", "requirements"],
         "certification-2.0.1.csv": ["profile", "base_id", "name", "charging_station", "csms"],
     }
 
@@ -71,6 +72,17 @@ def test_2_0_1_block_and_use_cases() -> None:
     assert Counter(c.block for c in cases.values() if c.sut == "CS")["E"] == 47
     assert cat.case("TC_A_01_CS").use_cases == ("A00", "B01")
     assert cat.case("TC_E_10_CS").use_cases == ("E01", "C01", "C02", "C04", "C06")
+
+
+def test_2_0_1_requirements() -> None:
+    cases = cat.load("2.0.1")
+    assert sum(1 for c in cases.values() if c.requirements) == 582
+    assert all(re.fullmatch(r"[A-P]\d{2}\.FR\.\d+", r) for c in cases.values() for r in c.requirements)
+    assert cat.case("TC_A_01_CS").requirements[-3:] == ("B01.FR.01", "B01.FR.05", "B01.FR.09")
+    assert cat.case("TC_A_07_CS").requirements[-2:] == ("A00.FR.508", "A00.FR.511")  # broken across two lines
+    assert cat.case("TC_C_08_CS").requirements == ("C12.FR.02", "C12.FR.04")  # written C12_FR_02 in Part 6
+    assert cat.case("TC_A_15_CS").requirements == ()  # "N/a"
+    assert cat.case("TC_001_CS").requirements == ()  # 1.6 cites none
 
 
 def test_duplicate_c_28_is_kept_and_loaded_as_c_58() -> None:

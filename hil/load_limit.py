@@ -195,6 +195,8 @@ def record(verdict: SiteVerdict, measurements: object) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         measurements.figure(plots.port_currents(verdict.result.run, Path(tmp) / "ports.png"), "current per port")
         measurements.figure(plots.port_energy(verdict.result.run, Path(tmp) / "energy.png"), "energy per port")
+        measurements.figure(plots.state_of_charge(verdict.result.run, Path(tmp) / "charge.png"),
+                            "each session's charge against its request")
     _attach_traces(verdict)
 
 

@@ -1,7 +1,9 @@
 """PNG plots of a controller run: site current against the limit and its tolerance band with the
-out-of-band windows shaded, current per port, and energy delivered per port.
+out-of-band windows shaded, current per port, energy delivered per port, and each session's charge
+against its request.
 
-Units on the axes: hours from the scenario start (seconds for runs shorter than two hours), A per phase, kWh.
+Units on the axes: hours from the scenario start (seconds for runs shorter than two hours), A per phase,
+kWh, % of the energy a driver asked for.
 """
 
 from __future__ import annotations
@@ -86,6 +88,40 @@ def port_energy(run: RunResult, path: Path) -> Path:
     return _save(fig, path)
 
 
+def session_charge(run: RunResult) -> np.ndarray:
+    """(samples, ports) how far each port's EV has charged: energy delivered since its arrival as a share of
+    what its driver asked for [%], NaN while the port is empty. The state of charge the site controls,
+    in the scenario's terms (sessions ask for energy, not for a battery level)."""
+    charge = np.full(run.port_kwh.shape, np.nan)
+    for s in run.scenario.sessions:
+        if s.port >= charge.shape[1] or s.energy_kwh <= 0:
+            continue
+        inside = (run.port_t >= s.arrival) & (run.port_t < s.departure)
+        if not inside.any():
+            continue
+        at_arrival = np.interp(s.arrival, run.port_t, run.port_kwh[:, s.port])
+        charge[inside, s.port] = (run.port_kwh[inside, s.port] - at_arrival) / s.energy_kwh * 100.0
+    return charge
+
+
+def state_of_charge(run: RunResult, path: Path) -> Path:
+    """Each session's charge against its request [% of the energy asked for], one line per port; a line
+    that reaches 100 % is a session fully met, one that ends below it left short."""
+    fig, ax = plt.subplots(figsize=(11, 4.2))
+    when, label = _time_axis(run.port_t)
+    charge = session_charge(run)
+    for port in range(charge.shape[1]):
+        ax.plot(when, charge[:, port], lw=0.8, label=f"port {port + 1}")
+    if np.nanmax(charge, initial=0.0) > 50.0:  # a short rig run charges a few %: zoom in on that instead
+        ax.axhline(100.0, color="black", lw=1.0, ls="--", label="energy asked for")
+    if charge.shape[1] <= 12:
+        ax.legend(loc="lower right", fontsize=7, ncols=4)
+    ax.set(xlabel=label, ylabel="charged [% of the request]",
+           title=f"{run.scenario.name}: {run.controller} - each session's charge against its request")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
 def run_plots(run: RunResult, directory: Path) -> list[Path]:
     """All plots of a run into ``directory``, named after the controller."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -94,6 +130,7 @@ def run_plots(run: RunResult, directory: Path) -> list[Path]:
         site_current(run, directory / f"{stem}-site.png"),
         port_currents(run, directory / f"{stem}-ports.png"),
         port_energy(run, directory / f"{stem}-energy.png"),
+        state_of_charge(run, directory / f"{stem}-charge.png"),
     ]
 
 

@@ -24,7 +24,7 @@ def test_compare_writes_table_and_json(tmp_path: Path) -> None:
     assert not plain["compliance"]["passed"] and parallel["compliance"]["passed"]
     assert 0 < parallel["energy_pct"] <= 100
     for run in record["runs"]:
-        assert len(run["plots"]) == 3
+        assert len(run["plots"]) == 4  # site, ports, energy, charge
         for png in run["plots"]:
             assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

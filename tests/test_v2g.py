@@ -98,3 +98,36 @@ def test_export_request_is_met_and_every_departure_minimum_still_reached() -> No
 def test_without_orchestration_nothing_is_exported() -> None:
     run = simulate(_export_site(), Parallel())
     assert run.exported_kwh == 0.0 and run.export_requested_kwh == pytest.approx(7.5)
+
+
+def _congested_export_site() -> tuple[Scenario, GridEvent]:
+    """A congested feeder (42 A per phase) shared by three three-phase 32 A EVs from 0 h: v (bidirectional,
+    20 kWh by 2.75 h) and two non-V2G EVs needing 40 kWh each by 4 h. A 15 kW export from 1.5 h to 2 h."""
+    three = (0, 1, 2)
+    sessions = (
+        Session("v", 0, 0.0, 2.75 * HOUR, 20.0, 32.0, three, v2g_reserve_kwh=10.0),
+        Session("u1", 1, 0.0, 4 * HOUR, 40.0, 32.0, three),
+        Session("u2", 2, 0.0, 4 * HOUR, 40.0, 32.0, three),
+    )
+    export = GridEvent("v2g_export", 1.5 * HOUR, 0.5 * HOUR, power_kw=15.0)
+    scenario = Scenario(name="precharge", seed=0, ports=3, phase_voltage=230.0, evse_max_a=32.0, limit_a=42.0, breaker_a=42.0,
+                        unmanaged_a=0.0, tariff=load_tariff("flat"), start_h=0.0, duration=4 * HOUR, sessions=sessions,
+                        events=(export,), port_phase=(0, 1, 2))
+    return scenario, export
+
+
+def test_planning_the_announced_export_precharges_and_keeps_every_departure_minimum() -> None:
+    """Guard only, the adaptive plan does not know the export: v is not full when it starts, the guard lets
+    it give on the assumption that it recharges at full rate, the congested feeder does not let it, and v
+    leaves short. Planned ahead, v pre-charges, exports as much, and every session is met."""
+    from hil.controllers.adaptive import Adaptive
+
+    scenario, export = _congested_export_site()
+    guard_only = simulate(scenario, SmartGrid(Adaptive()))
+    planned = simulate(scenario, SmartGrid(Adaptive(v2g=True, exports=(export,))))
+    before = int(1.5 * HOUR) // 60  # port samples are one a minute
+    assert planned.port_kwh[before, 0] > guard_only.port_kwh[before, 0] + 2.0  # pre-charged for the export
+    assert planned.exported_kwh >= 0.99 * guard_only.exported_kwh and planned.exported_kwh >= 0.95 * 7.5
+    assert planned.delivered_kwh == pytest.approx(planned.requested_kwh, abs=0.05)
+    assert guard_only.delivered_kwh[0] < guard_only.requested_kwh[0] - 0.3  # v's departure minimum missed
+    assert measure(planned).compliance.passed

@@ -8,7 +8,9 @@ fresh plan, the required-rate floor ``e_i / time left`` filled fairly, then the 
 onto the *measured* headroom with the 6 A floor, applies decreases at once, ramps increases at 1 A/s
 (in steps at most every 10 s),
 keeps a 0.5 A dead-band, and falls back to equal share on the worst-case headroom while the shell does
-not trust the site meter.
+not trust the site meter. A planned rate is the period's energy over the period: a port leaving within
+the period gets it in the part it stays; a session the plan finishes within the period keeps its set
+point out of the headroom the plan leaves, until its EV is full.
 
 Units: seconds, A per phase, kWh, V.
 """
@@ -18,11 +20,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+from numpy.typing import NDArray
 
-from hil.controllers.allocation import MIN_CURRENT_A, admit, equal_share, water_fill
+from hil.controllers.allocation import MIN_CURRENT_A, admit, equal_share, quantise, water_fill
 from hil.controllers.observation import Array, Decision, Headroom, Observation
-from hil.controllers.planner import PERIOD_S, Plan, PlanInput, horizon_periods, plan
-from hil.scenarios import Tariff
+from hil.controllers.planner import PERIOD_S, Plan, PlanInput, V2GInput, horizon_periods, plan
+from hil.scenarios import GridEvent, Tariff
 
 RAMP_UP_A_PER_S = 1.0
 RAMP_STEP_S = 10.0
@@ -43,6 +46,16 @@ class Adaptive:
     """Value of a delivered kWh in the plan (``PlanInput.energy_value``): raise it with ``peak_weight`` so
     that flattening the peak never costs energy."""
     replan_s: float = PERIOD_S
+    v2g: bool = False
+    """Plan discharge for the bidirectional EVs (``Observation.v2g_floor_kwh``) in the periods with an export
+    request, each keeping its minimum departure energy (``PlanInput.v2g``); set under ``SmartGrid``."""
+    exports: tuple[GridEvent, ...] = ()
+    """V2G: export requests announced ahead (``v2g_export`` events, times from the run's start [s]), so the
+    plan pre-charges for them. Without them the plan sees only the request observed now
+    (``Observation.export_kw``, for the current period)."""
+    export_value: float | None = None
+    """V2G: value of an exported kWh in the plan; default twice the largest value of a charged kWh (an
+    export request comes before charging early, never before a departure minimum)."""
     unmanaged_max_a: float = 0.0
     name: str = "adaptive"
     architecture: str = "local"
@@ -54,18 +67,35 @@ class Adaptive:
     """A re-plan put off by one step so that a lower headroom is applied at once."""
     _sent: Array | None = field(default=None, init=False)
     _raised: Array | None = field(default=None, init=False)
+    _new: Array | None = field(default=None, init=False)
+    """The dispatched set points ``_sent`` follows (the same object while the dispatch inputs stay the same)."""
+    _earliest: float = field(default=np.inf, init=False)
+    """When the earliest increase still pending for ``_new`` was raised last [s] (-inf: due at once)."""
+    _inputs: tuple[bytes, bytes] | None = field(default=None, init=False)
+    _signature_now: tuple[bytes, float] | None = field(default=None, init=False)
+    """The plan signature of the caps and headroom ``_inputs``."""
+    _dispatch_key: tuple[bytes | None, bytes, bytes, bytes, bytes | None] | None = field(default=None, init=False)
+    _dispatched: Array | None = field(default=None, init=False)
+    """The last dispatch and its inputs (see ``_dispatch``)."""
+    _period_plan: Plan | None = field(default=None, init=False)
+    _period_key: tuple[int, bytes] | None = field(default=None, init=False)
+    _period_rates: tuple[Array, NDArray[np.bool_]] | None = field(default=None, init=False)
+    """The rates ``_in_stay`` found for a plan period (its index and the departures then)."""
 
     def __post_init__(self) -> None:
         self._shell = Headroom(self.unmanaged_max_a)
 
     def decide(self, obs: Observation) -> Decision:
         budget = self._shell(obs)
-        headroom, caps = budget.headroom_a, budget.caps_a
-        obs = replace(obs, phases=budget.phases)  # the phases the shell budgets on (learned from metering)
-        n = len(obs.connected)
+        # The phases the shell budgets on (learned from metering) stand for the observation's from here.
+        headroom, caps, phases = budget.headroom_a, budget.caps_a, budget.phases
         if budget.fallback:
-            return self._damped(obs, equal_share(caps, obs.phases, headroom))
-        signature = (np.packbits(caps > 0).tobytes(), round(float(headroom.min()), 1))
+            return self._damped(obs, self._dispatch(None, caps, phases, headroom))
+        inputs = (caps.tobytes(), headroom.tobytes())
+        if inputs != self._inputs:  # the signature follows from these alone
+            self._inputs = inputs
+            self._signature_now = (np.packbits(caps > 0).tobytes(), round(float(headroom.min()), 1))
+        signature = self._signature_now
         due = self._plan is None or obs.time - self._plan.start >= self.replan_s or signature != self._signature
         shrunk = self._signature is not None and signature[1] < self._signature[1] - 1e-9
         if due and shrunk and self._plan is not None and not self._deferred:
@@ -73,26 +103,89 @@ class Adaptive:
             # does not wait for a solve; the plan follows at the next step.
             self._deferred = True
         elif due:
-            self._plan = self._replan(obs, headroom, caps)
+            self._plan = self._replan(replace(obs, phases=phases), headroom, caps)
             self._signature, self._deferred = signature, False
         assert self._plan is not None
-        target = np.minimum(self._plan.now(obs.time), caps)
+        hold = None
         if self._plan.status != "optimal":
-            target = self._fast_policy(obs, caps, headroom)
-        # The plan ignores the 6 A floor: planned rates below it become 6 A where headroom is left after the
-        # rest (largest first), else 0. Then project onto the measured headroom (a no-op when feasible).
-        base = np.where(target >= MIN_CURRENT_A, target, 0.0)
-        small = np.nonzero((target > DEAD_BAND_A) & (target < MIN_CURRENT_A))[0]
-        if len(small):
-            left = headroom - obs.phases.T @ base
-            order_small = small[np.argsort(-target[small], kind="stable")]
-            promoted = admit(order_small, obs.phases, np.maximum(left, 0.0), np.where(np.isin(np.arange(n), small), caps, 0.0))
-            base = np.where(promoted, MIN_CURRENT_A, base)
-        dispatched = equal_share(np.minimum(base, caps), obs.phases, headroom, order=np.argsort(-base, kind="stable"))
-        return self._damped(obs, dispatched[:n])
+            target = self._fast_policy(obs, phases, caps, headroom)
+        else:
+            rates, finishing = self._in_stay(obs)
+            target = np.minimum(rates, caps)
+            if self.peak_weight <= 0 and self._sent is not None and len(self._sent) == len(caps) and finishing.any():
+                hold = np.where(finishing, np.minimum(self._sent, caps), 0.0)
+        return self._damped(obs, self._dispatch(target, caps, phases, headroom, hold))
+
+    def _in_stay(self, obs: Observation) -> tuple[Array, NDArray[np.bool_]]:
+        """The planned rates for now as rates while the EV is there, and which ports the plan gives no
+        energy after this period (they finish or leave in it).
+
+        A planned rate is the period's energy over the whole period, so a port that leaves before the period
+        ends gets that energy in the part of the period it stays (capped by the caller at the EV's maximum).
+        Without this a session leaving mid-period is dispatched at, say, half its planned energy, which on
+        short stays planned at full power leaves it short. Computed once per plan period."""
+        plan, t = self._plan, obs.time
+        assert plan is not None
+        k = int(np.searchsorted(plan.starts, t, side="right")) - 1
+        key = (k, obs.departure.tobytes())
+        if plan is self._period_plan and key == self._period_key and self._period_rates is not None:
+            return self._period_rates
+        rates = plan.now(t)
+        finishing = np.zeros(len(rates), dtype=bool)
+        if 0 <= k < len(plan.starts):
+            start = float(plan.starts[k])
+            end = float(plan.starts[k + 1]) if k + 1 < len(plan.starts) else plan.end
+            if t < end:
+                finishing = (rates > 0) & (plan.at(end) <= 0)
+                stay = obs.departure - start
+                leaving = (stay > 0) & (obs.departure < end)
+                if leaving.any():
+                    rates = np.where(leaving, rates * ((end - start) / np.where(leaving, stay, 1.0)), rates)
+        self._period_plan, self._period_key, self._period_rates = plan, key, (rates, finishing)
+        return rates, finishing
+
+    def _dispatch(self, target: Array | None, caps: Array, phases: Array, headroom: Array,
+                  hold: Array | None = None) -> Array:
+        """Set points for ``target`` projected onto the measured headroom with the 6 A floor; ``None``: the
+        fallback's equal share. ``hold``: levels [A] that finishing ports keep out of the headroom the plan
+        leaves (see below). The same inputs give the same (shared, read-only) array as last time, which is
+        the usual case between plan periods."""
+        key = (None if target is None else target.tobytes(), caps.tobytes(), phases.tobytes(), headroom.tobytes(),
+               None if hold is None else hold.tobytes())
+        if key == self._dispatch_key and self._dispatched is not None:
+            return self._dispatched
+        if target is None:
+            dispatched = equal_share(caps, phases, headroom)
+        else:
+            # The plan ignores the 6 A floor: planned rates below it become 6 A where headroom is left after
+            # the rest (largest first), else 0. Then project onto the measured headroom (a no-op when feasible).
+            base = np.where(target >= MIN_CURRENT_A, target, 0.0)
+            small = np.nonzero((target > DEAD_BAND_A) & (target < MIN_CURRENT_A))[0]
+            if len(small):
+                left = headroom - phases.T @ base
+                order_small = small[np.argsort(-target[small], kind="stable")]
+                promoted = admit(order_small, phases, np.maximum(left, 0.0),
+                                 np.where(np.isin(np.arange(len(caps)), small), caps, 0.0))
+                base = np.where(promoted, MIN_CURRENT_A, base)
+            dispatched = equal_share(np.minimum(base, caps), phases, headroom, order=np.argsort(-base, kind="stable"))
+            if hold is not None:
+                # A session that finishes in this period keeps its set point while the headroom the plan
+                # leaves allows (never taking any from the others): the same energy a little earlier, and
+                # one change when its EV is full instead of a taper through the 6 A floor.
+                keep = (dispatched >= MIN_CURRENT_A) & (hold > dispatched)
+                if keep.any():
+                    surplus = np.maximum(headroom - phases.T @ dispatched, 0.0)
+                    extra = water_fill(np.where(keep, hold - dispatched, 0.0), phases, surplus)
+                    dispatched = quantise(dispatched + extra, caps)
+        dispatched.flags.writeable = False
+        self._dispatch_key, self._dispatched = key, dispatched
+        return dispatched
 
     def _replan(self, obs: Observation, headroom: Array, caps: Array) -> Plan:
-        active = obs.departure[np.isfinite(obs.departure) & (caps > 0)]
+        capable = np.zeros(len(caps), dtype=bool)
+        if self.v2g and obs.v2g_floor_kwh is not None:
+            capable = obs.connected & (obs.v2g_floor_kwh > 0) & (obs.phases.sum(axis=1) > 0)
+        active = obs.departure[np.isfinite(obs.departure) & ((caps > 0) | capable)]
         horizon = max(float(active.max()) - obs.time, PERIOD_S) if len(active) else PERIOD_S
         durations = horizon_periods(horizon)
         K = len(durations)
@@ -103,23 +196,44 @@ class Adaptive:
             previous = np.zeros((len(caps), K))
             for k in range(K):
                 previous[:, k] = self._plan.at(times[k])
+        ev_max, v2g = caps, None
+        if capable.any():
+            assert obs.v2g_floor_kwh is not None
+            # A full bidirectional EV may charge again after an export (a port pinned for not following may not).
+            ev_max = np.where(capable & (caps <= 0) & (obs.remaining_kwh <= 0), obs.ev_max_a, caps)
+            export = np.zeros(K)  # mean requested export per period [kW]
+            for e in self.exports:
+                if e.kind == "v2g_export":
+                    overlap = np.minimum(times + durations, e.start + e.duration) - np.maximum(times, e.start)
+                    export += e.power_kw * np.clip(overlap, 0.0, None) / durations
+            export[0] = max(export[0], obs.export_kw)  # what is asked now, announced or not
+            stored = np.where(capable, obs.v2g_floor_kwh, 0.0)  # above the emergency floor [kWh]
+            minimum = stored + np.maximum(obs.remaining_kwh, 0.0)
+            value = self.export_value
+            if value is None:
+                value = 2.0 * (2.0 * self.energy_value + self.quick_weight + float(np.abs(price).max()))
+            v2g = V2GInput(discharge_max_a=np.where(capable, obs.ev_max_a, 0.0), stored_kwh=stored,
+                           floor_kwh=np.zeros(len(caps)), min_departure_kwh=minimum, capacity_kwh=minimum,
+                           export_kw=export, export_value=value)
         result = plan(PlanInput(
-            start=obs.time, phases=obs.phases, ev_max_a=caps, remaining_kwh=np.where(caps > 0, obs.remaining_kwh, 0.0),
+            start=obs.time, phases=obs.phases, ev_max_a=ev_max, remaining_kwh=np.where(caps > 0, obs.remaining_kwh, 0.0),
             departure=obs.departure, headroom_a=np.repeat(headroom[None, :], K, axis=0), price=price,
             phase_voltage=obs.phase_voltage, peak_weight=self.peak_weight, quick_weight=self.quick_weight,
-            energy_value=self.energy_value, previous_a=previous, durations_s=durations,
+            energy_value=self.energy_value, previous_a=previous, durations_s=durations, v2g=v2g,
         ))
         self.plans.append(result)
         return result
 
-    def _fast_policy(self, obs: Observation, caps: Array, headroom: Array) -> Array:
+    def _fast_policy(self, obs: Observation, phases: Array, caps: Array, headroom: Array) -> Array:
         """Without a plan: the required-rate floor, filled fairly, then the surplus (DRWF)."""
-        nph = np.maximum(obs.phases.sum(axis=1), 1.0)
+        if not np.count_nonzero(caps > 0):
+            return np.zeros(len(caps))  # nobody wants energy (the fill below gives the same)
+        nph = np.maximum(phases.sum(axis=1), 1.0)
         left = np.maximum(obs.departure - obs.time, PERIOD_S)
         required = np.minimum(caps, obs.remaining_kwh * 3.6e6 / (left * nph * obs.phase_voltage))
-        floor = water_fill(required, obs.phases, headroom)
-        rest = headroom - obs.phases.T @ floor
-        return floor + water_fill(caps - floor, obs.phases, np.maximum(rest, 0.0))
+        floor = water_fill(required, phases, headroom)
+        rest = headroom - phases.T @ floor
+        return floor + water_fill(caps - floor, phases, np.maximum(rest, 0.0))
 
     def _damped(self, obs: Observation, new: Array) -> Decision:
         """Decreases at once; increases at 1 A/s on average, sent in steps at most every 10 s; changes below
@@ -127,7 +241,10 @@ class Adaptive:
         if self._sent is None or len(self._sent) != len(new):
             self._sent = new.copy()
             self._raised = np.full(len(new), obs.time)
+            self._new, self._earliest = new, np.inf
             return self._shell.issue(self._sent)
+        if new is self._new and obs.time - self._earliest < RAMP_STEP_S:
+            return self._shell.issue(self._sent)  # the same target and no increase due: nothing moves
         sent, raised = self._sent, self._raised
         due = obs.time - raised >= RAMP_STEP_S
         allowed = np.where(sent < MIN_CURRENT_A, MIN_CURRENT_A, sent + RAMP_UP_A_PER_S * (obs.time - raised))
@@ -136,4 +253,12 @@ class Adaptive:
         out = np.where(new < sent, new, out)  # decreases at once, whatever their size
         self._raised = np.where(up | (new < sent), obs.time, raised)
         self._sent = out
+        # Never above the target now, so with the same target the next increase is due when the earliest
+        # raised pending port has waited its 10 s (a paused pending port: at once).
+        pending = new > out + DEAD_BAND_A
+        if np.count_nonzero(pending & (out < MIN_CURRENT_A)):
+            self._earliest = -np.inf
+        else:
+            self._earliest = float(self._raised[pending].min()) if pending.any() else np.inf
+        self._new = new
         return self._shell.issue(out)

@@ -7,22 +7,72 @@ the tariff, minus a peak charge, minus a small smoothness penalty; subject to ea
 outside its stay, its remaining energy, and the forecast per-phase headroom (including announced demand
 response). The 6 A floor is not convex: the dispatcher enforces it.
 
-Units: seconds, A per phase, kWh, V.
+**V2G** (optional, ``PlanInput.v2g``): a bidirectional EV may also discharge ``x[i, k]`` in the periods
+with an export request, never more than its discharge maximum, nor in total more than the request. Its
+stored energy ``E`` follows ``E[k+1] = E[k] + eta_c e r - e x / eta_d`` (``e``: kWh of 1 A for the
+period), stays within its emergency floor and its capacity at every period end, and reaches its minimum
+departure energy (soft: a shortfall costs ``shortfall_cost`` per kWh and is reported). The net export
+of the bidirectional EVs (discharge less their charging) is valued at ``export_value`` per kWh, up to the
+request. Discharging is valued as negative charging (it gives back the charge's value and earns the
+price), so energy moved through a battery gains only the export value. Discharge does not free headroom
+for other ports in the plan (the dispatcher does not count on it).
+
+Formulation: the ports' currents enter the headroom and peak rows through one aggregate per period and
+phase pattern (1-phase L1/L2/L3, 3-phase, ...), so that each current appears in two rows (its period
+group and its energy row) instead of four or five; the peak variable exists only with a peak weight.
+The optimum is the same as with the rows written per port; the sparser matrix makes HiGHS's dual simplex
+faster (see ``benchmarks/bench_planner.py``).
+
+Units: seconds, A per phase, kWh, V, kW.
 """
 
 from __future__ import annotations
 
 import time as wallclock
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.optimize import linprog
+from scipy.optimize import OptimizeWarning, linprog
 
 from hil.controllers.observation import Array
 
 PERIOD_S = 300.0
 """Planning period [s]."""
+
+
+@dataclass(frozen=True)
+class V2GInput:
+    """The bidirectional EVs of a planning problem. Port arrays have one entry per port; energies are the
+    battery's, in any common reference per port (e.g. above the emergency floor) [kWh]."""
+
+    discharge_max_a: Array
+    """Largest discharge current per port [A per phase]; 0 for an EV that cannot discharge."""
+    stored_kwh: Array
+    """Energy stored now [kWh]."""
+    floor_kwh: Array
+    """Emergency floor: the stored energy never goes below it at a period end [kWh]."""
+    min_departure_kwh: Array
+    """Minimum stored energy at departure [kWh] (soft: see ``shortfall_cost``)."""
+    capacity_kwh: Array
+    """The stored energy never goes above it at a period end [kWh] (e.g. what the driver asked for)."""
+    export_kw: Array
+    """(K,) the export the grid requests per period [kW] (0: none). Discharge is planned only there."""
+    export_value: float = 1.0
+    """Value of a kWh exported in a requested period (above any price and energy value: export first)."""
+    eta_charge: float = 0.95
+    eta_discharge: float = 0.95
+    """Charge and discharge efficiencies (grid to battery, battery to grid), as the guard assumes."""
+    shortfall_cost: float | None = None
+    """Cost of a kWh short of a minimum departure energy; default 100 x the largest value per kWh in the
+    objective (the large M)."""
+
+    @staticmethod
+    def none(n: int, periods: int) -> "V2GInput":
+        """No EV can discharge and nothing is requested (the plan is the one without V2G)."""
+        z = np.zeros(n)
+        return V2GInput(z, z, z, z, z, np.zeros(periods))
 
 
 @dataclass(frozen=True)
@@ -59,19 +109,31 @@ class PlanInput:
     finish_margin_s: float = 900.0
     """Plan each session to finish this long before its departure (where the stay allows), so that
     dispatch losses near the end do not leave it short [s]."""
+    v2g: V2GInput | None = None
+    """Bidirectional EVs and export requests; None = no V2G (no discharge variables at all)."""
 
 
 @dataclass
 class Plan:
     start: float
     rates_a: Array
-    """(ports, K) planned current per period [A per phase]."""
+    """(ports, K) planned charging current per period [A per phase, >= 0]."""
     status: str
     solve_s: float
     starts: Array
     """(K,) start of each period [s]."""
     end: float
     """End of the last period [s]."""
+    discharge_a: Array | None = None
+    """V2G: (ports, K) planned discharge current per period [A per phase, >= 0; the port's net current is
+    ``rates_a - discharge_a``]; None for a plan without V2G input."""
+    export_kw: Array | None = None
+    """V2G: (K,) planned net export of the bidirectional EVs per period [kW], at most the request."""
+    stored_kwh: Array | None = None
+    """V2G: (ports, K + 1) planned stored energy at each period boundary [kWh] (nan for ports that cannot
+    discharge)."""
+    shortfall_kwh: Array | None = None
+    """V2G: (ports,) planned shortfall below the minimum departure energy [kWh] (0: reached)."""
 
     def now(self, t: float) -> Array:
         """Planned rates for the period holding ``t`` (the first or last period outside the horizon)."""
@@ -84,9 +146,45 @@ class Plan:
             return np.zeros(self.rates_a.shape[0])
         return self.now(t)
 
+    def discharge_at(self, t: float) -> Array:
+        """Planned discharge at ``t`` [A per phase, >= 0]; zeros outside the horizon or without V2G."""
+        if self.discharge_a is None or t < self.starts[0] or t >= self.end:
+            return np.zeros(self.rates_a.shape[0])
+        return self.discharge_a[:, int(np.searchsorted(self.starts, t, side="right")) - 1]
+
+
+class _Rows:
+    """Sparse rows collected as triplets."""
+
+    def __init__(self) -> None:
+        self.rows: list[Array] = []
+        self.cols: list[Array] = []
+        self.vals: list[Array] = []
+        self.rhs: list[Array] = []
+        self.count = 0
+
+    def add(self, rows: Array, cols: Array, vals: Array | float) -> None:
+        """Entries at ``rows`` (relative to the next block) and ``cols``."""
+        self.rows.append(self.count + np.asarray(rows))
+        self.cols.append(np.asarray(cols))
+        self.vals.append(np.broadcast_to(np.asarray(vals, dtype=float), np.shape(cols)))
+
+    def close(self, rhs: Array) -> None:
+        """End the block: one row per entry of ``rhs``."""
+        self.rhs.append(np.asarray(rhs, dtype=float))
+        self.count += len(self.rhs[-1])
+
+    def matrix(self, n_var: int) -> tuple[sp.csr_matrix | None, Array | None]:
+        if not self.count:
+            return None, None
+        A = sp.csr_matrix((np.concatenate(self.vals), (np.concatenate(self.rows), np.concatenate(self.cols))),
+                          shape=(self.count, n_var))
+        return A, np.concatenate(self.rhs)
+
 
 def plan(p: PlanInput) -> Plan:
-    """Solve the planning LP with HiGHS. Returns zeros with status ``empty`` when nobody needs energy."""
+    """Solve the planning LP with HiGHS. Returns zeros with status ``empty`` when nobody needs energy (and
+    nothing can be exported)."""
     t0 = wallclock.perf_counter()
     K = len(p.price)
     n = len(p.ev_max_a)
@@ -94,85 +192,209 @@ def plan(p: PlanInput) -> Plan:
     period_start = p.start + np.concatenate(([0.0], np.cumsum(dur)[:-1]))
     end = float(period_start[-1] + dur[-1])
     nph = p.phases.sum(axis=1)
-    want = (p.remaining_kwh > 1e-6) & (p.ev_max_a > 0) & (nph > 0)
+    v2g = p.v2g
+    bidir = np.zeros(n, dtype=bool) if v2g is None else (np.asarray(v2g.discharge_max_a) > 0) & (nph > 0)
+    want = ((p.remaining_kwh > 1e-6) | bidir) & (p.ev_max_a > 0) & (nph > 0)
     # Port i may charge in period k for the share of it before its (margin-advanced) departure.
     finish = np.maximum(p.departure - p.finish_margin_s, np.minimum(p.departure, p.start + p.period_s))
     share = np.clip((finish[:, None] - period_start[None, :]) / dur[None, :], 0.0, 1.0)
     allowed = want[:, None] & (share > 1e-9)
     idx_i, idx_k = np.nonzero(allowed)
     m = len(idx_i)
+    if v2g is not None:
+        export = np.maximum(np.asarray(v2g.export_kw, dtype=float), 0.0)
+        xi, xk = np.nonzero(bidir[:, None] & (export[None, :] > 0) & (share > 1e-9))
+    else:
+        export = np.zeros(K)
+        xi = xk = np.zeros(0, dtype=int)
+    mx = len(xi)
     rates = np.zeros((n, K))
-    if m == 0:
-        return Plan(p.start, rates, "empty", wallclock.perf_counter() - t0, period_start, end)
-    smooth = p.smoothness > 0
-    # Variables: r (m), peak (1), then |r_k - r_{k-1}| per r (m) if smoothing.
-    n_var = m + 1 + (m if smooth else 0)
-    weight = (end - period_start[idx_k]) / (end - p.start)  # quick-charge weight: 1 now, 0 at the horizon
-    energy = nph[idx_i] * p.phase_voltage * dur[idx_k] / 3.6e6  # kWh of 1 A for the period
-    c = np.zeros(n_var)
+    discharge = None if v2g is None else np.zeros((n, K))
+    if m + mx == 0:
+        return Plan(p.start, rates, "empty", wallclock.perf_counter() - t0, period_start, end, discharge,
+                    None if v2g is None else np.zeros(K), None if v2g is None else _stored(p, v2g, bidir, rates, rates, dur),
+                    None if v2g is None else np.zeros(n))
+    weight = (end - period_start) / (end - p.start)  # quick-charge weight: 1 now, 0 at the horizon
+    kwh_per_a = nph[:, None] * p.phase_voltage * dur[None, :] / 3.6e6  # (ports, K) kWh of 1 A for the period
     # Urgency: the share of its maximum an EV needs for the rest of its stay; tight sessions are worth more,
     # so under congestion the plan serves the EVs that cannot wait (a least-laxity tie-break).
     stay_s = np.where(np.isfinite(p.departure), np.maximum(p.departure - p.start, p.period_s), np.inf)
     stay_kwh = p.ev_max_a * nph * p.phase_voltage * np.minimum(stay_s, 1e9) / 3.6e6
     urgency = np.clip(np.divide(p.remaining_kwh, stay_kwh, out=np.zeros(n), where=stay_kwh > 0), 0.0, 1.0)
-    c[:m] = -(p.energy_value * (1.0 + urgency[idx_i]) + p.quick_weight * weight - p.price[idx_k]) * energy
+
+    def value(i: Array, k: Array) -> Array:
+        """Value of 1 A in cell (i, k) of the charging plan [per A]."""
+        return (p.energy_value * (1.0 + urgency[i]) + p.quick_weight * weight[k] - p.price[k]) * kwh_per_a[i, k]
+
+    # Phase-pattern groups: one aggregate current per (period, pattern) that has ports.
+    pattern = (p.phases > 0).astype(int) @ np.array([1, 2, 4])
+    keys, group = np.unique(idx_k * 8 + pattern[idx_i], return_inverse=True)
+    G = len(keys)
+    group_k, group_bits = keys // 8, ((keys % 8)[:, None] >> np.arange(3)) & 1
+    ports_b = np.nonzero(bidir)[0]
+    nb = len(ports_b)
+    # Checkpoints of each bidirectional port's stored energy: the end of each export period, of the period
+    # before each run of them, and of its last period. Between two, it only charges (so it only rises).
+    cp_port: list[int] = []
+    cp_k: list[int] = []
+    for i in ports_b:
+        last = int(np.nonzero(share[i] > 1e-9)[0].max(initial=0))
+        ex = export[: last + 1] > 0
+        ends = ex | np.append(ex[1:], False) | (np.arange(last + 1) == last)
+        ks = np.nonzero(ends)[0]
+        cp_port += [i] * len(ks)
+        cp_k += list(ks)
+    cp_port_a, cp_k_a = np.asarray(cp_port, dtype=int), np.asarray(cp_k, dtype=int)
+    S = len(cp_port_a)
+    export_k = np.unique(xk)
+    nX = len(export_k)
+    peak = p.peak_weight > 0
+    # Variables: r (m) | x (mx) | g (G) | E at checkpoints (S) | shortfall (nb) | export (nX) | peak (0/1).
+    o_x, o_g = m, m + mx
+    o_E = o_g + G
+    o_s = o_E + S
+    o_X = o_s + nb
+    o_P = o_X + nX
+    n_var = o_P + (1 if peak else 0)
+    c = np.zeros(n_var)
+    c[:m] = -value(idx_i, idx_k)
     if p.previous_a is not None:
         keep = p.previous_a[idx_i, idx_k] / np.maximum(p.ev_max_a[idx_i], 1e-9)  # 0..1: share planned before
-        c[:m] -= p.stability * keep * energy
-    c[m] = p.peak_weight
-    if smooth:
-        c[m + 1:] = p.smoothness
-    rows, cols, vals, rhs = [], [], [], []
-    row = 0
-    # Per-phase headroom per period.
+        c[:m] -= p.stability * keep * kwh_per_a[idx_i, idx_k]
+    if peak:
+        c[o_P] = p.peak_weight
+    bounds = np.zeros((n_var, 2))
+    bounds[:m, 1] = p.ev_max_a[idx_i] * share[idx_i, idx_k]
+    bounds[m:, 1] = np.inf
+    eq, ub = _Rows(), _Rows()
+    # Groups: sum of the group's currents - g = 0.
+    eq.add(group, np.arange(m), 1.0)
+    eq.add(np.arange(G), o_g + np.arange(G), -1.0)
+    eq.close(np.zeros(G))
+    # Per-phase headroom per period, on the groups.
     for phase in range(3):
-        on = p.phases[idx_i, phase] > 0
-        sel = np.nonzero(on)[0]
-        rows.append(row + idx_k[sel])
-        cols.append(sel)
-        vals.append(np.ones(len(sel)))
-        rhs.append(np.maximum(p.headroom_a[:, phase], 0.0))
-        row += K
-    # Remaining energy per port.
+        sel = np.nonzero(group_bits[:, phase])[0]
+        ub.add(group_k[sel], o_g + sel, 1.0)
+        ub.close(np.maximum(p.headroom_a[:, phase], 0.0))
+    # Remaining energy per port that cannot discharge.
+    plain = np.nonzero(want & ~bidir)[0]
     port_row = np.full(n, -1)
-    wanted = np.nonzero(want)[0]
-    port_row[wanted] = row + np.arange(len(wanted))
-    rows.append(port_row[idx_i])
-    cols.append(np.arange(m))
-    vals.append(energy)
-    rhs.append(p.remaining_kwh[wanted])
-    row += len(wanted)
-    # Peak: sum_i nph V r / 1000 - peak <= 0, per period.
-    rows.append(row + idx_k)
-    cols.append(np.arange(m))
-    vals.append(nph[idx_i] * p.phase_voltage / 1000.0)
-    rows.append(row + np.arange(K))
-    cols.append(np.full(K, m))
-    vals.append(np.full(K, -1.0))
-    rhs.append(np.zeros(K))
-    row += K
-    if smooth:
+    port_row[plain] = np.arange(len(plain))
+    on = port_row[idx_i] >= 0
+    ub.add(port_row[idx_i[on]], np.nonzero(on)[0], kwh_per_a[idx_i[on], idx_k[on]])
+    ub.close(p.remaining_kwh[plain])
+    if peak:
+        # sum over groups of (phases x V / 1000) g - peak <= 0, per period [kW].
+        ub.add(group_k, o_g + np.arange(G), group_bits.sum(axis=1) * p.phase_voltage / 1000.0)
+        ub.add(np.arange(K), np.full(K, o_P), -1.0)
+        ub.close(np.zeros(K))
+    if v2g is not None and nb:
+        dmax = np.asarray(v2g.discharge_max_a, dtype=float)
+        e0 = np.asarray(v2g.stored_kwh, dtype=float)
+        floor = np.minimum(np.asarray(v2g.floor_kwh, dtype=float), e0)
+        cap = np.maximum(np.asarray(v2g.capacity_kwh, dtype=float), e0)
+        eta_c, eta_d = v2g.eta_charge, v2g.eta_discharge
+        bounds[o_x:o_g, 1] = dmax[xi] * share[xi, xk]
+        c[o_x:o_g] = value(xi, xk)  # discharging gives the charge's value back (and earns the price)
+        # Stored energy: E[c] - E[c-1] - sum over the periods since (eta_c e r - e x / eta_d) = 0 (E0 first).
+        cp_index = np.full((n, K), -1)
+        cp_index[cp_port_a, cp_k_a] = np.arange(S)
+        # The checkpoint a period's energy lands in: the first checkpoint of the port at or after it.
+        nxt = np.full((n, K + 1), -1)
+        nxt[:, K] = -1
+        for k in range(K - 1, -1, -1):
+            nxt[:, k] = np.where(cp_index[:, k] >= 0, cp_index[:, k], nxt[:, k + 1])
+        rb = bidir[idx_i]
+        eq.add(nxt[idx_i[rb], idx_k[rb]], np.nonzero(rb)[0], -eta_c * kwh_per_a[idx_i[rb], idx_k[rb]])
+        eq.add(nxt[xi, xk], o_x + np.arange(mx), kwh_per_a[xi, xk] / eta_d)
+        eq.add(np.arange(S), o_E + np.arange(S), 1.0)
+        first = np.ones(S, dtype=bool)
+        first[1:] = cp_port_a[1:] != cp_port_a[:-1]
+        later = np.nonzero(~first)[0]
+        eq.add(later, o_E + later - 1, -1.0)
+        eq.close(np.where(first, e0[cp_port_a], 0.0))
+        bounds[o_E:o_s, 0] = floor[cp_port_a]
+        bounds[o_E:o_s, 1] = cap[cp_port_a]
+        # Minimum departure energy: -E[last] - shortfall <= -E_min.
+        last_cp = np.nonzero(np.append(cp_port_a[1:] != cp_port_a[:-1], True))[0]
+        big = v2g.shortfall_cost
+        if big is None:
+            per_kwh = (2.0 * p.energy_value + p.quick_weight + v2g.export_value + float(np.abs(p.price).max(initial=0.0))
+                       + p.peak_weight * 3600.0 / float(dur.min()))
+            big = 100.0 * per_kwh
+        c[o_s:o_X] = big
+        ub.add(np.arange(nb), o_E + last_cp, -1.0)
+        ub.add(np.arange(nb), o_s + np.arange(nb), -1.0)
+        ub.close(-np.asarray(v2g.min_departure_kwh, dtype=float)[ports_b])
+        # A port charges and discharges in one period only by sharing its time: r / u + x / d <= share.
+        cell = {(int(i), int(k)): j for j, (i, k) in enumerate(zip(idx_i[rb], idx_k[rb]))}
+        rj = np.nonzero(rb)[0]
+        both = [(j, cell[(int(i), int(k))]) for j, (i, k) in enumerate(zip(xi, xk)) if (int(i), int(k)) in cell]
+        if both:
+            jx, jr = np.asarray(both, dtype=int).T
+            jr = rj[jr]
+            rows = np.arange(len(jx))
+            ub.add(rows, jr, 1.0 / p.ev_max_a[idx_i[jr]])
+            ub.add(rows, o_x + jx, 1.0 / dmax[xi[jx]])
+            ub.close(share[xi[jx], xk[jx]])
+        # Export per requested period: gross discharge <= request, and the valued export X <= the net of the
+        # bidirectional EVs (discharge less their charging) [kW].
+        slot = np.searchsorted(export_k, xk)
+        ub.add(slot, o_x + np.arange(mx), nph[xi] * p.phase_voltage / 1000.0)
+        ub.close(export[export_k])
+        ub.add(np.arange(nX), o_X + np.arange(nX), 1.0)
+        ub.add(slot, o_x + np.arange(mx), -nph[xi] * p.phase_voltage / 1000.0)
+        rx = rb & np.isin(idx_k, export_k)
+        ub.add(np.searchsorted(export_k, idx_k[rx]), np.nonzero(rx)[0], nph[idx_i[rx]] * p.phase_voltage / 1000.0)
+        ub.close(np.zeros(nX))
+        bounds[o_X:o_P, 1] = export[export_k]
+        c[o_X:o_P] = -v2g.export_value * dur[export_k] / 3600.0
+    if p.smoothness > 0:
         # d_j >= r_j - r_prev(j) and d_j >= r_prev(j) - r_j, with r_prev of the same port one period earlier.
         order = np.lexsort((idx_k, idx_i))
         prev = np.full(m, -1)
         same = (idx_i[order][1:] == idx_i[order][:-1]) & (idx_k[order][1:] == idx_k[order][:-1] + 1)
         prev[order[1:][same]] = order[:-1][same]
         j = np.nonzero(prev >= 0)[0]
+        o_d = n_var
+        n_var += len(j)
+        c = np.concatenate((c, np.full(len(j), p.smoothness)))
+        bounds = np.vstack((bounds, np.tile([0.0, np.inf], (len(j), 1))))
         for sign in (1.0, -1.0):
-            rows += [row + np.arange(len(j))] * 3
-            cols += [j, prev[j], m + 1 + j]
-            vals += [np.full(len(j), sign), np.full(len(j), -sign), np.full(len(j), -1.0)]
-            rhs.append(np.zeros(len(j)))
-            row += len(j)
-    A = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(row, n_var))
-    bounds = np.zeros((n_var, 2))
-    bounds[:m, 1] = p.ev_max_a[idx_i] * share[idx_i, idx_k]
-    bounds[m:, 1] = np.inf
-    result = linprog(c, A_ub=A, b_ub=np.concatenate(rhs), bounds=bounds, method="highs")
-    if result.x is not None:
-        rates[idx_i, idx_k] = np.maximum(result.x[:m], 0.0)
-    return Plan(p.start, rates, "optimal" if result.status == 0 else f"failed ({result.message})",
-                wallclock.perf_counter() - t0, period_start, end)
+            ub.add(np.arange(len(j)), j, sign)
+            ub.add(np.arange(len(j)), prev[j], -sign)
+            ub.add(np.arange(len(j)), o_d + np.arange(len(j)), -1.0)
+            ub.close(np.zeros(len(j)))
+    A_ub, b_ub = ub.matrix(n_var)
+    A_eq, b_eq = eq.matrix(n_var)
+    # Presolve off: on these LPs HiGHS's presolve removes little and costs more than it saves (measured).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OptimizeWarning)
+        result = linprog(c, A_ub=A_ub, b_ub=b_ub, A_eq=A_eq, b_eq=b_eq, bounds=bounds, method="highs-ds",
+                         options={"presolve": False})
+    status = "optimal" if result.status == 0 else f"failed ({result.message})"
+    if result.x is None:
+        return Plan(p.start, rates, status, wallclock.perf_counter() - t0, period_start, end, discharge,
+                    None if v2g is None else np.zeros(K), None, None if v2g is None else np.zeros(n))
+    rates[idx_i, idx_k] = np.maximum(result.x[:m], 0.0)
+    if v2g is None:
+        return Plan(p.start, rates, status, wallclock.perf_counter() - t0, period_start, end)
+    assert discharge is not None
+    discharge[xi, xk] = np.maximum(result.x[o_x:o_g], 0.0)
+    exported = np.zeros(K)
+    exported[export_k] = np.maximum(result.x[o_X:o_P], 0.0)
+    shortfall = np.zeros(n)
+    shortfall[ports_b] = np.maximum(result.x[o_s:o_X], 0.0)
+    return Plan(p.start, rates, status, wallclock.perf_counter() - t0, period_start, end, discharge, exported,
+                _stored(p, v2g, bidir, rates, discharge, dur), shortfall)
+
+
+def _stored(p: PlanInput, v2g: V2GInput, bidir: Array, rates: Array, discharge: Array, dur: Array) -> Array:
+    """(ports, K + 1) stored energy at each period boundary under a plan [kWh]; nan where not bidirectional."""
+    kwh_per_a = p.phases.sum(axis=1)[:, None] * p.phase_voltage * dur[None, :] / 3.6e6
+    step = (v2g.eta_charge * rates - discharge / v2g.eta_discharge) * kwh_per_a
+    stored = np.asarray(v2g.stored_kwh, dtype=float)[:, None] + np.concatenate((np.zeros((len(bidir), 1)), np.cumsum(step, axis=1)), axis=1)
+    return np.where(bidir[:, None], stored, np.nan)
 
 
 def horizon_periods(horizon_s: float) -> Array:

@@ -123,10 +123,13 @@ def _cloud(scenario: Scenario) -> Controller:
 def _smart_grid(scenario: Scenario) -> Controller:
     from hil.controllers.v2g import SmartGrid
 
-    return SmartGrid(_adaptive(scenario, cost_aware=False))
+    return SmartGrid(_adaptive(scenario, cost_aware=False, v2g=True))
 
 
-def _adaptive(scenario: Scenario, cost_aware: bool) -> Controller:
+def _adaptive(scenario: Scenario, cost_aware: bool, v2g: bool = False) -> Controller:
+    """The adaptive controller for ``scenario``; with ``v2g`` it plans the bidirectional EVs' exports for the
+    scenario's ``v2g_export`` requests, taken as announced ahead (a flexibility call), so that they
+    pre-charge for them (``SmartGrid`` discharges, each EV under its guard)."""
     from hil.controllers.adaptive import Adaptive
 
     # Cost-aware means the whole tariff: energy at its price and the demand charge on the peak (a scenario
@@ -135,7 +138,8 @@ def _adaptive(scenario: Scenario, cost_aware: bool) -> Controller:
     demand = scenario.tariff.demand_per_kw if cost_aware else 0.0
     return Adaptive(tariff=scenario.tariff, start_h=scenario.start_h, quick_weight=1e-3 if cost_aware else 10.0,
                     peak_weight=demand, energy_value=1000.0 if demand > 0 else 1.0,
-                    unmanaged_max_a=declared_unmanaged_a(scenario), name="adaptive-cost" if cost_aware else "adaptive")
+                    unmanaged_max_a=declared_unmanaged_a(scenario), name="adaptive-cost" if cost_aware else "adaptive",
+                    v2g=v2g, exports=tuple(e for e in scenario.events if e.kind == "v2g_export") if v2g else ())
 
 
 CONTROLLERS: dict[str, Callable[[Scenario], Controller]] = {

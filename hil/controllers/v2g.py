@@ -7,7 +7,9 @@ departure energy:
 - ``E - d x P1 x Dt / eta_d >= E_emergency``
 - ``E - d x P1 x Dt / eta_d + eta_c x u x P1 x (t_left - Dt) >= E_min_departure``
 
-with ``P1`` the power of 1 A on the EV's phases. ``SmartGrid`` checks it before every discharge set point.
+with ``P1`` the power of 1 A on the EV's phases. ``SmartGrid`` checks it before every discharge set point. Under an adaptive controller that plans V2G
+(``Adaptive.v2g``) and knew of the request ahead, it also discharges no more than the plan: the plan
+pre-charges the EVs for the export and keeps back what congestion would not let them recharge.
 
 Units: kWh, A per phase, V, seconds.
 """
@@ -68,6 +70,7 @@ class SmartGrid:
             guard[i] = max_discharge(floor, 0.0, floor + float(obs.remaining_kwh[i]), float(obs.ev_max_a[i]),
                                      float(obs.ev_max_a[i]), int(nph[i]), obs.phase_voltage,
                                      float(obs.departure[i] - obs.time), self.period_s)
+        guard = np.minimum(guard, self._planned(obs, guard))
         if not (guard >= MIN_CURRENT_A).any():
             return decision
         # The export as per-phase current, shared over the three phases the discharging EVs feed.
@@ -75,3 +78,16 @@ class SmartGrid:
         share = equal_share(np.where(guard >= MIN_CURRENT_A, guard, 0.0), obs.phases, np.full(3, wanted_a))
         setpoints = np.where(share > 0, -share, np.asarray(decision.setpoints_a, dtype=float))
         return Decision(setpoints, decision.fallback)
+
+    def _planned(self, obs: Observation, guard: np.ndarray) -> np.ndarray:
+        """The inner adaptive controller's planned discharge now, when its plan knew of this request (an
+        announced export): it keeps back what the stay could not recharge under the site's congestion and
+        the finish margin, which the guard's full-rate assumption does not see. Else no further cap."""
+        from hil.controllers.adaptive import Adaptive
+
+        inner = self.inner
+        if not (isinstance(inner, Adaptive) and inner.v2g and inner.plans):
+            return guard
+        if not any(e.kind == "v2g_export" and e.start <= obs.time < e.start + e.duration for e in inner.exports):
+            return guard
+        return inner.plans[-1].discharge_at(obs.time)

@@ -123,6 +123,7 @@ def simulate(scenario: Scenario, controller: Controller, config: SimulationConfi
     port_rec = np.zeros((steps // every + 1, n))
     port_kwh_rec = np.zeros((steps // every + 1, n))
     port_kwh = np.zeros(n)
+    session_kwh = np.zeros(n)  # energy delivered in the session at each port so far [kWh]
     step_ms: list[float] = []
     fallback_steps = 0
     next_session = 0
@@ -133,12 +134,26 @@ def simulate(scenario: Scenario, controller: Controller, config: SimulationConfi
     connected = np.zeros(n, dtype=bool)
     energy_per_amp = v * dt / 3.6e6
     site_reading, read_at = np.zeros(3), 0.0  # the site meter's last sample and its time
+    # The loop runs 86,400 times a simulated day, so what does not change from step to step is kept: the
+    # limit arrays (rebuilt when a limit changes), the ports' load on the phases (recomputed when an EV's
+    # current or a port's phases change), and the V2G and start-delay terms (skipped while no EV can
+    # discharge, or without a start delay; they are no-ops then).
+    limits: dict[str, Array] = {}
+    limits_at: tuple[float, float] | None = None
+    no_floor = np.zeros(n)
+    no_floor.flags.writeable = False
+    bidirectional = False  # some connected EV may discharge
+    delayed_start = config.ev_start_delay > 0
+    load = np.zeros(3)  # phases.T @ actual
+    next_departure = np.inf
+    last_seen: tuple[bytes, bytes] | None = None  # the last decision and connected ports, as bytes
 
     for k in range(steps):
         t = k * dt
         # Departures, then arrivals.
-        if (departure <= t).any():
+        if next_departure <= t:
             leaving = departure <= t
+            delivered[session_at[leaving]] = session_kwh[leaving]
             session_at[leaving] = -1
             phases[leaving] = 0.0
             n_phases[leaving] = 0.0
@@ -146,9 +161,14 @@ def simulate(scenario: Scenario, controller: Controller, config: SimulationConfi
             history[:, leaving] = 0.0
             departure[leaving] = np.inf
             connected = session_at >= 0
+            next_departure = float(departure.min())
+            bidirectional = bool(np.count_nonzero(reserve > 0))
+            load = phases.T @ actual
         while next_session < len(sessions) and sessions[next_session].arrival <= t:
             s = sessions[next_session]
             p = s.port
+            if session_at[p] >= 0:  # the port's previous session ends here
+                delivered[session_at[p]] = session_kwh[p]
             session_at[p] = next_session
             phases[p] = 0.0
             phases[p, list(s.phases)] = 1.0
@@ -157,30 +177,43 @@ def simulate(scenario: Scenario, controller: Controller, config: SimulationConfi
             requested_at[p] = s.energy_kwh
             ready_at[p] = s.arrival + config.ev_start_delay
             reserve[p] = s.v2g_reserve_kwh
+            session_kwh[p] = 0.0
             next_session += 1
             connected = session_at >= 0
+            next_departure = min(next_departure, s.departure)
+            bidirectional = bidirectional or s.v2g_reserve_kwh > 0
+            load = phases.T @ actual
 
         unmanaged = unmanaged_rec[k]
         if k % control_every == 0:
             if not any(start <= t < end for start, end in config.meter_stale):
                 gain = config.meter_gain if t >= config.meter_gain_from else 1.0
-                site_reading, read_at = (phases.T @ actual + unmanaged) * gain, t
+                site_reading, read_at = load + unmanaged, t
+                if gain != 1.0:
+                    site_reading = site_reading * gain
+            if limits_at != (base_rec[k], announced_rec[k]):
+                limits_at = (base_rec[k], announced_rec[k])
+                limits = {"breaker": _frozen(np.full(3, base_rec[k])), "dr": _frozen(np.full(3, announced_rec[k]))}
             obs = Observation(
                 time=t, connected=connected, phases=phases, ev_max_a=ev_max, measured_a=actual,
                 remaining_kwh=remaining, arrival=arrival, departure=departure, site_a=site_reading.copy(),
-                site_age_s=t - read_at, limits={"breaker": np.full(3, base_rec[k]), "dr": np.full(3, announced_rec[k])},
-                price=float(price_rec[k]), phase_voltage=v, export_kw=float(export_rec[k]),
-                v2g_floor_kwh=np.where(reserve > 0, reserve + requested_at - remaining, 0.0),
+                site_age_s=t - read_at, limits=dict(limits), price=float(price_rec[k]), phase_voltage=v,
+                export_kw=float(export_rec[k]),
+                v2g_floor_kwh=np.where(reserve > 0, reserve + requested_at - remaining, 0.0) if bidirectional else no_floor,
             )
             t0 = wallclock.perf_counter()
             decision = controller.decide(obs)
             step_ms.append((wallclock.perf_counter() - t0) * 1e3)
-            new = np.where(connected, np.asarray(decision.setpoints_a, dtype=float), 0.0)
-            moved = np.abs(new - setpoint) > 0.5
-            if moved.any():
-                idx = session_at[moved]
-                changes[idx[idx >= 0]] += 1
-            setpoint = new
+            decided = np.asarray(decision.setpoints_a, dtype=float)
+            seen = (decided.tobytes(), connected.tobytes())
+            if seen != last_seen:  # (the same decision for the same ports leaves the set points as they are)
+                last_seen = seen
+                new = np.where(connected, decided, 0.0)
+                moved = np.abs(new - setpoint) > 0.5
+                if np.count_nonzero(moved):
+                    idx = session_at[moved]
+                    changes[idx[idx >= 0]] += 1
+                setpoint = new
             fallback = decision.fallback
         fallback_steps += fallback
 
@@ -189,23 +222,30 @@ def simulate(scenario: Scenario, controller: Controller, config: SimulationConfi
         history[slot] = setpoint
         target = np.minimum(history[(slot + 1) % len(history)], ev_max)
         # Only a bidirectional EV discharges (and never beyond its maximum, nor below its emergency floor).
-        target = np.maximum(target, np.where(reserve > 0, -ev_max, 0.0))
-        target[((remaining <= 0) & (target > 0)) | (ready_at > t)] = 0.0
+        target = np.maximum(target, np.where(reserve > 0, -ev_max, 0.0) if bidirectional else 0.0)
+        stopped = (remaining <= 0) & (target > 0)
+        if delayed_start:
+            stopped |= ready_at > t
+        target[stopped] = 0.0
         actual += (target - actual) * follow
         energy = np.minimum(actual * n_phases * energy_per_amp, remaining)
-        floor = reserve + requested_at - remaining  # energy above the emergency floor [kWh]
-        energy = np.maximum(energy, -np.maximum(floor, 0.0))
+        if bidirectional:
+            floor = reserve + requested_at - remaining  # energy above the emergency floor [kWh]
+            energy = np.maximum(energy, -np.maximum(floor, 0.0))
         remaining -= energy
         actual[(remaining <= 1e-9) & (actual > 0)] = 0.0  # a full battery draws nothing
-        actual[(floor + energy <= 1e-9) & (actual < 0)] = 0.0  # at the floor it gives nothing
-        exported += float(-energy[energy < 0].sum())
-        delivered[session_at[connected]] += energy[connected]
+        if bidirectional:
+            actual[(floor + energy <= 1e-9) & (actual < 0)] = 0.0  # at the floor it gives nothing
+            exported += float(-energy[energy < 0].sum())
+        session_kwh += energy
         port_kwh += energy
 
-        site_rec[k] = phases.T @ actual + unmanaged
+        load = phases.T @ actual
+        site_rec[k] = load + unmanaged
         if k % every == 0:
             port_rec[k // every] = actual
             port_kwh_rec[k // every] = port_kwh
+    delivered[session_at[connected]] = session_kwh[connected]
 
     return RunResult(
         scenario=scenario, controller=controller.name, architecture=controller.architecture, config=config,
@@ -215,6 +255,12 @@ def simulate(scenario: Scenario, controller: Controller, config: SimulationConfi
         event_times=event_times(scenario), wall_s=wallclock.perf_counter() - start_wall,
         exported_kwh=exported, export_requested_kwh=float(export_rec.sum() * dt / 3600.0),
     )
+
+
+def _frozen(a: Array) -> Array:
+    """``a``, made read-only (it is shared between observations)."""
+    a.flags.writeable = False
+    return a
 
 
 def limit_trace(scenario: Scenario, t: Array) -> tuple[Array, Array, Array, Array]:

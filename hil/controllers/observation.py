@@ -141,6 +141,11 @@ class Headroom:
     watchdog and plausibility check with their fallback; set-point following per port.
 
     Call it once per decision with the observation, then hand the set points to ``issue``.
+
+    It runs every second for every controller, so the usual case is kept cheap: what depends only on the
+    limit (margin, jump threshold) or on the limit and the estimate (the headroom) is recomputed only when
+    those change, and the phase and following checks return early while nothing about them changed. The
+    arrays of a ``Budget`` may be shared between calls: they are read-only.
     """
 
     unmanaged_max_a: float = 0.0
@@ -158,8 +163,11 @@ class Headroom:
     """(ports, 3) phases each port's meter showed this session (nan: not drawing yet)."""
     _session: Array = field(default_factory=lambda: np.zeros(0), repr=False)
     """Per port: arrival time of the session the learned phases belong to (-inf: free port)."""
-    _unknown: bool = field(default=False, repr=False)
-    """Some connected port has not shown its phases yet."""
+    _seen: bytes = field(default=b"", repr=False)
+    """The connected flags and arrivals seen last, as bytes (the same bytes: no session began or ended)."""
+    _unknown: NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool), repr=False)
+    """Per port: connected, and its meter has not shown its phases yet."""
+    _unknown_any: bool = field(default=False, repr=False)
     _phases_out: Array | None = field(default=None, repr=False)
     """The phases budgeted last (recomputed only when something about them changed)."""
     _pins: NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool), repr=False)
@@ -170,37 +178,60 @@ class Headroom:
     """Per pinned port: since when it follows its set point again [s] (nan: it does not)."""
     _watching: bool = field(default=False, repr=False)
     """Some port is over its set point or pinned (else the following check has nothing to track)."""
+    _limit_key: bytes | None = field(default=None, repr=False)
+    _margin: Array = field(default_factory=lambda: np.zeros(3), repr=False)
+    _margin_f: list[float] = field(default_factory=list, repr=False)
+    _jump_f: list[float] = field(default_factory=list, repr=False)
+    """Margin (also as floats) and jump threshold for the limit ``_limit_key`` [A per phase]."""
+    _worst: Array | None = field(default=None, repr=False)
+    """The worst-case estimate (``unmanaged_max_a`` on every phase)."""
+    _headroom_key: bytes | None = field(default=None, repr=False)
+    _headroom_raw: Array = field(default_factory=lambda: np.zeros(3), repr=False)
+    _headroom: Array = field(default_factory=lambda: np.zeros(3), repr=False)
+    """Headroom before and after clipping at 0 for the limit and estimate ``_headroom_key``."""
 
     def __call__(self, obs: Observation) -> Budget:
         """The budget for this decision."""
         limit = obs.limit_a
-        margin = MARGIN_SHARE * limit + MARGIN_A
-        fallback = self._site_meter(obs, limit, margin)
-        if fallback:
-            self._estimate = np.full(3, self.unmanaged_max_a)  # leaving the fallback, the estimate falls from here
+        limit_key = limit.tobytes()
+        if limit_key != self._limit_key:
+            self._limit_key, self._margin = limit_key, MARGIN_SHARE * limit + MARGIN_A
+            self._margin_f, self._jump_f = self._margin.tolist(), (JUMP_SHARE * limit).tolist()
+        fallback = self._site_meter(obs)
+        if fallback:  # leaving the fallback, the estimate falls from here
+            if self._worst is None or self._worst[0] != self.unmanaged_max_a:
+                self._worst = _frozen(np.full(3, self.unmanaged_max_a))
+            self._estimate = self._worst
         assert self._estimate is not None
         pinned = self._pinned(obs)
         phases = self._phases(obs)
         wanting = obs.connected & (obs.remaining_kwh > 0)
-        headroom = limit - self._estimate - margin
+        headroom_key = limit_key + self._estimate.tobytes()
+        if headroom_key != self._headroom_key:
+            raw = limit - self._estimate - self._margin
+            self._headroom_key, self._headroom_raw, self._headroom = headroom_key, raw, _frozen(np.maximum(raw, 0.0))
+        headroom = self._headroom
         if self._watching:
-            headroom = headroom - phases.T @ np.where(pinned, np.maximum(obs.measured_a, 0.0), 0.0)
+            draw = phases.T @ np.where(pinned, np.maximum(obs.measured_a, 0.0), 0.0)
+            headroom = np.maximum(self._headroom_raw - draw, 0.0)
             wanting = wanting & ~pinned
-        return Budget(np.maximum(headroom, 0.0), phases, np.where(wanting, obs.ev_max_a, 0.0), fallback)
+        return Budget(headroom, phases, np.where(wanting, obs.ev_max_a, 0.0), fallback)
 
     def issue(self, setpoints_a: Array) -> Decision:
         """The decision carrying ``setpoints_a`` [A per phase], remembered for the following check."""
         self._sent = np.array(setpoints_a, dtype=float)
         return Decision(self._sent.copy(), self._fallback)
 
-    def _site_meter(self, obs: Observation, limit: Array, margin: Array) -> bool:
+    def _site_meter(self, obs: Observation) -> bool:
         """Update the unmanaged-load estimate from a healthy sample and the fallback state; True in fallback."""
         t = obs.time
         stale = obs.site_age_s > STALE_METER_S
         residual = obs.site_a - obs.phases.T @ obs.measured_a
-        reads_low = not stale and float((residual + margin).min()) < 0.0
+        # Per phase in plain floats (the same arithmetic; three numbers are cheaper than numpy calls).
+        r = residual.tolist()
+        reads_low = not stale and any(x + m < 0.0 for x, m in zip(r, self._margin_f))
         jump = (not stale and self._residual is not None
-                and float((np.abs(residual - self._residual) - JUMP_SHARE * limit).max()) > 0.0)
+                and any(abs(x - p) > j for x, p, j in zip(r, self._residual.tolist(), self._jump_f)))
         self._residual = None if stale else residual
         if reads_low:
             self._implausible_since = t if self._implausible_since is None else self._implausible_since
@@ -220,7 +251,7 @@ class Headroom:
             sample = np.maximum(residual, 0.0)
             if self._estimate is None or self._last is None:
                 self._estimate = sample
-            else:
+            elif sample.tobytes() != self._estimate.tobytes():  # (a steady load leaves the estimate as it is)
                 k = 1.0 - math.exp(-max(t - self._last, 0.0) / EMA_TAU_S)
                 # Rises count at once (safety), falls are smoothed.
                 self._estimate = np.maximum(sample, self._estimate + k * (sample - self._estimate))
@@ -233,22 +264,29 @@ class Headroom:
         """Phases learned from metering: a port's phases from its first sample drawing more than 2 A this
         session on; all three until then; none for a free port."""
         n = len(obs.connected)
-        key = np.where(obs.connected, obs.arrival, -np.inf)  # a session is known by its arrival
         if self._phases_out is None or len(self._session) != n:
-            self._learned, self._session = np.full((n, 3), np.nan), np.full(n, np.nan)
-        changed = key != self._session
-        renewed = bool(changed.any())
-        if renewed:  # a session began or ended: what was learned for the port is void
-            self._learned[changed] = np.nan
-            self._session = key
-        if renewed or self._unknown:
-            unknown = np.isfinite(key) & np.isnan(self._learned[:, 0])
-            drawing = unknown & (np.abs(obs.measured_a) > DRAWING_A)
-            self._learned[drawing] = obs.phases[drawing]
-            self._unknown = bool((unknown & ~drawing).any())
-            out = np.where(np.isnan(self._learned), 1.0, self._learned)
-            self._phases_out = np.where(np.isfinite(key)[:, None], out, 0.0)
-        assert self._phases_out is not None
+            self._learned, self._session, self._seen = np.full((n, 3), np.nan), np.full(n, np.nan), b""
+        renewed = False
+        seen = obs.connected.tobytes() + obs.arrival.tobytes()
+        if seen != self._seen:  # a session may have begun or ended
+            self._seen = seen
+            key = np.where(obs.connected, obs.arrival, -np.inf)  # a session is known by its arrival
+            changed = key != self._session
+            renewed = bool(changed.any())
+            if renewed:  # a session began or ended: what was learned for the port is void
+                self._learned[changed] = np.nan
+                self._session = key
+        if not renewed and not (self._unknown_any and np.count_nonzero(self._unknown & (np.abs(obs.measured_a) > DRAWING_A))):
+            assert self._phases_out is not None
+            return self._phases_out  # nothing new to learn
+        known = np.isfinite(self._session)  # a session at the port
+        unknown = known & np.isnan(self._learned[:, 0])
+        drawing = unknown & (np.abs(obs.measured_a) > DRAWING_A)
+        self._learned[drawing] = obs.phases[drawing]
+        self._unknown = unknown & ~drawing
+        self._unknown_any = bool(self._unknown.any())
+        out = np.where(np.isnan(self._learned), 1.0, self._learned)
+        self._phases_out = _frozen(np.where(known[:, None], out, 0.0))
         return self._phases_out
 
     def _pinned(self, obs: Observation) -> NDArray[np.bool_]:
@@ -259,7 +297,7 @@ class Headroom:
             self._sent, self._pins = np.zeros(n), np.zeros(n, dtype=bool)
             self._over_since, self._followed_since = np.full(n, np.nan), np.full(n, np.nan)
         excess = obs.measured_a - self._sent
-        if not self._watching and float(excess.max(initial=-np.inf)) <= NOT_FOLLOWING_A:
+        if not self._watching and not np.count_nonzero(excess > NOT_FOLLOWING_A):
             return self._pins  # everyone follows (the usual case): nothing to track
         over = obs.connected & (excess > NOT_FOLLOWING_A)
         self._over_since = np.where(over, np.fmin(self._over_since, t), np.nan)
@@ -269,3 +307,9 @@ class Headroom:
         self._pins, self._followed_since = pins, np.where(pins, followed, np.nan)
         self._watching = bool(over.any() or pins.any())
         return pins
+
+
+def _frozen(a: Array) -> Array:
+    """``a``, made read-only (it is shared between calls)."""
+    a.flags.writeable = False
+    return a

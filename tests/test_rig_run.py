@@ -55,8 +55,9 @@ def test_same_verdict_and_energy_within_one_percent(on_rig: RigRunResult) -> Non
     rig = measure(on_rig.run)
     assert len(on_rig.start_delay_s) == 5 and 0.0 <= float(np.median(on_rig.start_delay_s)) <= 15.0
     # The in-memory plant with the rig's dynamics: a change is seen one control period later, and the EV
-    # start-up (CAN handshake, contactor) the rig measured.
-    config = SimulationConfig(ev_delay=1.0, ev_lag=0.0, ev_start_delay=float(np.median(on_rig.start_delay_s)))
+    # start-up (CAN handshake, contactor) the rig measured. The energy a start-up costs grows with its length,
+    # so the plant gets the mean: on a loaded machine one late start is not hidden by a median.
+    config = SimulationConfig(ev_delay=1.0, ev_lag=0.0, ev_start_delay=float(np.mean(on_rig.start_delay_s)))
     memory = simulate(scenario, Parallel(), config)
     mem = measure(memory)
     assert rig.compliance.verdict == mem.compliance.verdict == "PASS", rig.compliance.to_dict()

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hil.controllers.observation import Array, Controller, Observation
+from hil.controllers.observation import Array, Controller, Observation, frozen
 from hil.scenarios import Scenario
 
 HOUR = 3600.0
@@ -140,8 +140,7 @@ def simulate(scenario: Scenario, controller: Controller, config: SimulationConfi
     # discharge, or without a start delay; they are no-ops then).
     limits: dict[str, Array] = {}
     limits_at: tuple[float, float] | None = None
-    no_floor = np.zeros(n)
-    no_floor.flags.writeable = False
+    no_floor = frozen(np.zeros(n))
     bidirectional = False  # some connected EV may discharge
     delayed_start = config.ev_start_delay > 0
     load = np.zeros(3)  # phases.T @ actual
@@ -193,7 +192,7 @@ def simulate(scenario: Scenario, controller: Controller, config: SimulationConfi
                     site_reading = site_reading * gain
             if limits_at != (base_rec[k], announced_rec[k]):
                 limits_at = (base_rec[k], announced_rec[k])
-                limits = {"breaker": _frozen(np.full(3, base_rec[k])), "dr": _frozen(np.full(3, announced_rec[k]))}
+                limits = {"breaker": frozen(np.full(3, base_rec[k])), "dr": frozen(np.full(3, announced_rec[k]))}
             obs = Observation(
                 time=t, connected=connected, phases=phases, ev_max_a=ev_max, measured_a=actual,
                 remaining_kwh=remaining, arrival=arrival, departure=departure, site_a=site_reading.copy(),
@@ -255,12 +254,6 @@ def simulate(scenario: Scenario, controller: Controller, config: SimulationConfi
         event_times=event_times(scenario), wall_s=wallclock.perf_counter() - start_wall,
         exported_kwh=exported, export_requested_kwh=float(export_rec.sum() * dt / 3600.0),
     )
-
-
-def _frozen(a: Array) -> Array:
-    """``a``, made read-only (it is shared between observations)."""
-    a.flags.writeable = False
-    return a
 
 
 def limit_trace(scenario: Scenario, t: Array) -> tuple[Array, Array, Array, Array]:

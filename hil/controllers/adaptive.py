@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from hil.controllers.allocation import MIN_CURRENT_A, admit, equal_share, quantise, water_fill
-from hil.controllers.observation import Array, Decision, Headroom, Observation
+from hil.controllers.observation import Array, Decision, Headroom, Observation, frozen
 from hil.controllers.planner import PERIOD_S, Plan, PlanInput, V2GInput, horizon_periods, plan
 from hil.scenarios import GridEvent, Tariff
 
@@ -177,8 +177,7 @@ class Adaptive:
                     surplus = np.maximum(headroom - phases.T @ dispatched, 0.0)
                     extra = water_fill(np.where(keep, hold - dispatched, 0.0), phases, surplus)
                     dispatched = quantise(dispatched + extra, caps)
-        dispatched.flags.writeable = False
-        self._dispatch_key, self._dispatched = key, dispatched
+        self._dispatch_key, self._dispatched = key, frozen(dispatched)
         return dispatched
 
     def _replan(self, obs: Observation, headroom: Array, caps: Array) -> Plan:

@@ -200,7 +200,7 @@ class Headroom:
         fallback = self._site_meter(obs)
         if fallback:  # leaving the fallback, the estimate falls from here
             if self._worst is None or self._worst[0] != self.unmanaged_max_a:
-                self._worst = _frozen(np.full(3, self.unmanaged_max_a))
+                self._worst = frozen(np.full(3, self.unmanaged_max_a))
             self._estimate = self._worst
         assert self._estimate is not None
         pinned = self._pinned(obs)
@@ -209,7 +209,7 @@ class Headroom:
         headroom_key = limit_key + self._estimate.tobytes()
         if headroom_key != self._headroom_key:
             raw = limit - self._estimate - self._margin
-            self._headroom_key, self._headroom_raw, self._headroom = headroom_key, raw, _frozen(np.maximum(raw, 0.0))
+            self._headroom_key, self._headroom_raw, self._headroom = headroom_key, raw, frozen(np.maximum(raw, 0.0))
         headroom = self._headroom
         if self._watching:
             draw = phases.T @ np.where(pinned, np.maximum(obs.measured_a, 0.0), 0.0)
@@ -286,7 +286,7 @@ class Headroom:
         self._unknown = unknown & ~drawing
         self._unknown_any = bool(self._unknown.any())
         out = np.where(np.isnan(self._learned), 1.0, self._learned)
-        self._phases_out = _frozen(np.where(known[:, None], out, 0.0))
+        self._phases_out = frozen(np.where(known[:, None], out, 0.0))
         return self._phases_out
 
     def _pinned(self, obs: Observation) -> NDArray[np.bool_]:
@@ -309,7 +309,8 @@ class Headroom:
         return pins
 
 
-def _frozen(a: Array) -> Array:
-    """``a``, made read-only (it is shared between calls)."""
+def frozen(a: Array) -> Array:
+    """``a``, made read-only: an array shared between calls (a controller's budget and dispatch, the
+    in-memory loop's limits), so that whoever writes into it gets an error instead of corrupting the rest."""
     a.flags.writeable = False
     return a

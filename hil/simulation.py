@@ -136,8 +136,14 @@ def simulate(scenario: Scenario, controller: Controller, config: SimulationConfi
     site_reading, read_at = np.zeros(3), 0.0  # the site meter's last sample and its time
     # The loop runs 86,400 times a simulated day, so what does not change from step to step is kept: the
     # limit arrays (rebuilt when a limit changes), the ports' load on the phases (recomputed when an EV's
-    # current or a port's phases change), and the V2G and start-delay terms (skipped while no EV can
-    # discharge, or without a start delay; they are no-ops then).
+    # current or a port's phases change), the site current (recorded per stretch in which it stays the
+    # same), and the V2G and start-delay terms (skipped while no EV can discharge, or without a start
+    # delay; they are no-ops then). The EVs' state settles between set-point changes (the lag reaches a
+    # fixed point), so the EV model keeps the target (recomputed while a set point is within the EVs'
+    # reaction delay, when an EV's maximum, a port's session, a battery becoming full or an EV becoming
+    # ready may have changed it, and at every step while an EV may discharge), skips the lag once it left
+    # ``actual`` as it was for the same target, and keeps the power that follows from ``actual``. Every
+    # skipped computation would have given the same values.
     limits: dict[str, Array] = {}
     limits_at: tuple[float, float] | None = None
     no_floor = frozen(np.zeros(n))
@@ -146,6 +152,21 @@ def simulate(scenario: Scenario, controller: Controller, config: SimulationConfi
     load = np.zeros(3)  # phases.T @ actual
     next_departure = np.inf
     last_seen: tuple[bytes, bytes] | None = None  # the last decision and connected ports, as bytes
+    # Per step as plain floats and flags (cheaper to read than numpy scalars; the same values).
+    base_at, announced_at, unmanaged_at = base_rec.tolist(), announced_rec.tolist(), unmanaged_rec.tolist()
+    price_at, export_at = price_rec.tolist(), export_rec.tolist()
+    stale_at = np.zeros(steps, dtype=bool)
+    for start, end in config.meter_stale:
+        stale_at |= (t_rec >= start) & (t_rec < end)
+    fresh_at = (~stale_at).tolist()
+    target = np.zeros(n)
+    target_until = 0  # recompute the target up to this step (a set point is in the EVs' reaction delay)
+    moving = True  # the lag may still change ``actual`` for the current target
+    power = np.zeros(n)  # actual * n_phases * energy_per_amp [kWh per step]
+    power_stale = load_stale = True  # ``actual`` or the ports' phases changed since ``power`` / ``load``
+    starting_seen = b""  # the EVs still in their start delay, as bytes
+    site_now, site_from = load + unmanaged_at[0] if steps else load, 0  # the site current since step ``site_from``
+    next_arrival = sessions[0].arrival if sessions else np.inf
 
     for k in range(steps):
         t = k * dt
@@ -163,7 +184,8 @@ def simulate(scenario: Scenario, controller: Controller, config: SimulationConfi
             next_departure = float(departure.min())
             bidirectional = bool(np.count_nonzero(reserve > 0))
             load = phases.T @ actual
-        while next_session < len(sessions) and sessions[next_session].arrival <= t:
+            target_until, power_stale, load_stale = max(target_until, k), True, True
+        while next_arrival <= t:
             s = sessions[next_session]
             p = s.port
             if session_at[p] >= 0:  # the port's previous session ends here
@@ -178,26 +200,28 @@ def simulate(scenario: Scenario, controller: Controller, config: SimulationConfi
             reserve[p] = s.v2g_reserve_kwh
             session_kwh[p] = 0.0
             next_session += 1
+            next_arrival = sessions[next_session].arrival if next_session < len(sessions) else np.inf
             connected = session_at >= 0
             next_departure = min(next_departure, s.departure)
             bidirectional = bidirectional or s.v2g_reserve_kwh > 0
             load = phases.T @ actual
+            target_until, power_stale, load_stale = max(target_until, k), True, True
 
-        unmanaged = unmanaged_rec[k]
+        unmanaged = unmanaged_at[k]
         if k % control_every == 0:
-            if not any(start <= t < end for start, end in config.meter_stale):
+            if fresh_at[k]:
                 gain = config.meter_gain if t >= config.meter_gain_from else 1.0
                 site_reading, read_at = load + unmanaged, t
                 if gain != 1.0:
                     site_reading = site_reading * gain
-            if limits_at != (base_rec[k], announced_rec[k]):
-                limits_at = (base_rec[k], announced_rec[k])
-                limits = {"breaker": frozen(np.full(3, base_rec[k])), "dr": frozen(np.full(3, announced_rec[k]))}
+            if limits_at != (base_at[k], announced_at[k]):
+                limits_at = (base_at[k], announced_at[k])
+                limits = {"breaker": frozen(np.full(3, base_at[k])), "dr": frozen(np.full(3, announced_at[k]))}
             obs = Observation(
                 time=t, connected=connected, phases=phases, ev_max_a=ev_max, measured_a=actual,
                 remaining_kwh=remaining, arrival=arrival, departure=departure, site_a=site_reading.copy(),
-                site_age_s=t - read_at, limits=dict(limits), price=float(price_rec[k]), phase_voltage=v,
-                export_kw=float(export_rec[k]),
+                site_age_s=t - read_at, limits=dict(limits), price=price_at[k], phase_voltage=v,
+                export_kw=export_at[k],
                 v2g_floor_kwh=np.where(reserve > 0, reserve + requested_at - remaining, 0.0) if bidirectional else no_floor,
             )
             t0 = wallclock.perf_counter()
@@ -212,38 +236,63 @@ def simulate(scenario: Scenario, controller: Controller, config: SimulationConfi
                 if np.count_nonzero(moved):
                     idx = session_at[moved]
                     changes[idx[idx >= 0]] += 1
+                if new.tobytes() != setpoint.tobytes():
+                    target_until = k + delay_steps  # until the EVs see it (the latest change)
                 setpoint = new
             fallback = decision.fallback
         fallback_steps += fallback
 
         # EVs follow the set point from ``ev_delay`` ago, through a first-order lag.
-        slot = (slot + 1) % len(history)
-        history[slot] = setpoint
-        target = np.minimum(history[(slot + 1) % len(history)], ev_max)
-        # Only a bidirectional EV discharges (and never beyond its maximum, nor below its emergency floor).
-        target = np.maximum(target, np.where(reserve > 0, -ev_max, 0.0) if bidirectional else 0.0)
-        stopped = (remaining <= 0) & (target > 0)
         if delayed_start:
-            stopped |= ready_at > t
-        target[stopped] = 0.0
-        actual += (target - actual) * follow
-        energy = np.minimum(actual * n_phases * energy_per_amp, remaining)
+            starting = (ready_at > t).tobytes()
+            if starting != starting_seen:
+                starting_seen, target_until = starting, max(target_until, k)
+        if k <= target_until or bidirectional:
+            # (Past ``target_until`` every row of ``history`` holds the set point: writing it is a no-op.)
+            slot = (slot + 1) % len(history)
+            history[slot] = setpoint
+            target = np.minimum(history[(slot + 1) % len(history)], ev_max)
+            # Only a bidirectional EV discharges (and never beyond its maximum, nor below its emergency floor).
+            target = np.maximum(target, np.where(reserve > 0, -ev_max, 0.0) if bidirectional else 0.0)
+            stopped = (remaining <= 0) & (target > 0)
+            if delayed_start:
+                stopped |= ready_at > t
+            target[stopped] = 0.0
+            moving = True
+        if moving:
+            before = actual.tobytes()
+            actual += (target - actual) * follow
+            moving = actual.tobytes() != before
+            power_stale, load_stale = power_stale or moving, load_stale or moving
+        if power_stale:
+            power, power_stale = actual * n_phases * energy_per_amp, False
+        energy = np.minimum(power, remaining)
         if bidirectional:
             floor = reserve + requested_at - remaining  # energy above the emergency floor [kWh]
             energy = np.maximum(energy, -np.maximum(floor, 0.0))
         remaining -= energy
-        actual[(remaining <= 1e-9) & (actual > 0)] = 0.0  # a full battery draws nothing
+        full = (remaining <= 1e-9) & (actual > 0)
+        if np.count_nonzero(full):  # a full battery draws nothing (and stops its target: remaining <= 0)
+            actual[full] = 0.0
+            target_until, moving, power_stale, load_stale = max(target_until, k + 1), True, True, True
         if bidirectional:
-            actual[(floor + energy <= 1e-9) & (actual < 0)] = 0.0  # at the floor it gives nothing
+            empty = (floor + energy <= 1e-9) & (actual < 0)
+            if np.count_nonzero(empty):  # at the floor it gives nothing
+                actual[empty] = 0.0
+                moving, power_stale, load_stale = True, True, True
             exported += float(-energy[energy < 0].sum())
         session_kwh += energy
         port_kwh += energy
 
-        load = phases.T @ actual
-        site_rec[k] = load + unmanaged
+        if load_stale or unmanaged != unmanaged_at[site_from]:  # (recorded per stretch of equal site current)
+            if load_stale:
+                load, load_stale = phases.T @ actual, False
+            site_rec[site_from:k] = site_now
+            site_now, site_from = load + unmanaged, k
         if k % every == 0:
             port_rec[k // every] = actual
             port_kwh_rec[k // every] = port_kwh
+    site_rec[site_from:] = site_now
     delivered[session_at[connected]] = session_kwh[connected]
 
     return RunResult(

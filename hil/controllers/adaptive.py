@@ -81,6 +81,11 @@ class Adaptive:
     _period_key: tuple[int, bytes] | None = field(default=None, init=False)
     _period_rates: tuple[Array, NDArray[np.bool_]] | None = field(default=None, init=False)
     """The rates ``_in_stay`` found for a plan period (its index and the departures then)."""
+    _period_span: tuple[float, float] = field(default=(0.0, 0.0), init=False)
+    """The times [s] of the period ``_period_key`` (from its start, up to the next start)."""
+    _planned_for: tuple[Array, Array, Array | None] | None = field(default=None, init=False)
+    _planned_out: tuple[Array, Array | None] = field(default=(np.zeros(0), None), init=False)
+    """The period's rates, caps and set points sent, and the target and hold ``_planned`` made of them."""
 
     def __post_init__(self) -> None:
         self._shell = Headroom(self.unmanaged_max_a)
@@ -110,11 +115,24 @@ class Adaptive:
         if self._plan.status != "optimal":
             target = self._fast_policy(obs, phases, caps, headroom)
         else:
-            rates, finishing = self._in_stay(obs)
-            target = np.minimum(rates, caps)
-            if self.peak_weight <= 0 and self._sent is not None and len(self._sent) == len(caps) and finishing.any():
-                hold = np.where(finishing, np.minimum(self._sent, caps), 0.0)
+            target, hold = self._planned(obs, caps)
         return self._damped(obs, self._dispatch(target, caps, phases, headroom, hold))
+
+    def _planned(self, obs: Observation, caps: Array) -> tuple[Array, Array | None]:
+        """The planned rates for now (``_in_stay``) capped at ``caps`` [A per phase], and the levels [A] that
+        finishing ports hold (see ``_dispatch``; None with a demand charge or when no port finishes in this
+        period). Kept while the period's rates, the caps and the set points sent are the same objects (none
+        of them is changed in place)."""
+        rates, finishing = self._in_stay(obs)
+        sent = self._sent
+        made = self._planned_for
+        if made is not None and made[0] is rates and made[1] is caps and made[2] is sent:
+            return self._planned_out
+        target, hold = np.minimum(rates, caps), None
+        if self.peak_weight <= 0 and sent is not None and len(sent) == len(caps) and finishing.any():
+            hold = np.where(finishing, np.minimum(sent, caps), 0.0)
+        self._planned_for, self._planned_out = (rates, caps, sent), (target, hold)
+        return target, hold
 
     def _in_stay(self, obs: Observation) -> tuple[Array, NDArray[np.bool_]]:
         """The planned rates for now as rates while the EV is there, and which ports the plan gives no
@@ -126,7 +144,10 @@ class Adaptive:
         short stays planned at full power leaves it short. Computed once per plan period."""
         plan, t = self._plan, obs.time
         assert plan is not None
-        k = int(np.searchsorted(plan.starts, t, side="right")) - 1
+        if plan is self._period_plan and self._period_key is not None and self._period_span[0] <= t < self._period_span[1]:
+            k = self._period_key[0]  # the same period as last time
+        else:
+            k = int(np.searchsorted(plan.starts, t, side="right")) - 1
         key = (k, obs.departure.tobytes())
         if plan is self._period_plan and key == self._period_key and self._period_rates is not None:
             return self._period_rates
@@ -142,6 +163,8 @@ class Adaptive:
                 if leaving.any():
                     rates = np.where(leaving, rates * ((end - start) / np.where(leaving, stay, 1.0)), rates)
         self._period_plan, self._period_key, self._period_rates = plan, key, (rates, finishing)
+        self._period_span = (float(plan.starts[k]) if k >= 0 else -np.inf,
+                             float(plan.starts[k + 1]) if k + 1 < len(plan.starts) else np.inf)
         return rates, finishing
 
     def _dispatch(self, target: Array | None, caps: Array, phases: Array, headroom: Array,

@@ -144,8 +144,11 @@ class Headroom:
 
     It runs every second for every controller, so the usual case is kept cheap: what depends only on the
     limit (margin, jump threshold) or on the limit and the estimate (the headroom) is recomputed only when
-    those change, and the phase and following checks return early while nothing about them changed. The
-    arrays of a ``Budget`` may be shared between calls: they are read-only.
+    those change, so is the load the port meters add up to (when their readings or the phases change) and
+    the caps (when a port's wish or its EV's maximum changes), and the phase and following checks return
+    early while nothing about them changed. The arrays of a ``Budget``, and the ``Budget`` itself while
+    none of them changed, may be shared between calls: they are read-only (the same object means the same
+    values).
     """
 
     unmanaged_max_a: float = 0.0
@@ -189,22 +192,45 @@ class Headroom:
     _headroom_raw: Array = field(default_factory=lambda: np.zeros(3), repr=False)
     _headroom: Array = field(default_factory=lambda: np.zeros(3), repr=False)
     """Headroom before and after clipping at 0 for the limit and estimate ``_headroom_key``."""
+    _ported_key: bytes | None = field(default=None, repr=False)
+    _ported: Array = field(default_factory=lambda: np.zeros(3), repr=False)
+    """What the port meters add up to per phase [A] for the phases and readings ``_ported_key``."""
+    _caps_key: bytes | None = field(default=None, repr=False)
+    _caps: Array = field(default_factory=lambda: np.zeros(0), repr=False)
+    """Per-port caps [A per phase] for the ports wanting energy and the EV maxima ``_caps_key``."""
+    _budget: Budget | None = field(default=None, repr=False)
+    """The budget returned last (returned again while all its parts are the same objects)."""
+    _sources: tuple[bytes, ...] | None = field(default=None, repr=False)
+    _limit: Array = field(default_factory=lambda: np.zeros(3), repr=False)
+    """The site limit [A per phase] for the limit sources ``_sources`` (their values as bytes)."""
+    _following: bytes | None = field(default=None, repr=False)
+    """Port readings and set points (as bytes) under which no port drew more than 2 A above its set point."""
+    _unknown_quiet: bytes | None = field(default=None, repr=False)
+    """Port readings (as bytes) under which no port of unknown phases drew more than 2 A."""
+    _settled: bool = field(default=False, repr=False)
+    """The last site-meter sample was healthy, the estimate sits on it, no fallback, and the same sample again
+    under the same limit passes every check (its jump thresholds are not negative)."""
 
     def __call__(self, obs: Observation) -> Budget:
         """The budget for this decision."""
-        limit = obs.limit_a
+        sources = tuple([a.tobytes() for a in obs.limits.values()])
+        if sources != self._sources:
+            self._sources, self._limit = sources, obs.limit_a
+        limit = self._limit
         limit_key = limit.tobytes()
         if limit_key != self._limit_key:
             self._limit_key, self._margin = limit_key, MARGIN_SHARE * limit + MARGIN_A
             self._margin_f, self._jump_f = self._margin.tolist(), (JUMP_SHARE * limit).tolist()
-        fallback = self._site_meter(obs)
+            self._settled = False
+        measured = obs.measured_a.tobytes()
+        fallback = self._site_meter(obs, measured)
         if fallback:  # leaving the fallback, the estimate falls from here
             if self._worst is None or self._worst[0] != self.unmanaged_max_a:
                 self._worst = frozen(np.full(3, self.unmanaged_max_a))
             self._estimate = self._worst
         assert self._estimate is not None
-        pinned = self._pinned(obs)
-        phases = self._phases(obs)
+        pinned = self._pinned(obs, measured)
+        phases = self._phases(obs, measured)
         wanting = obs.connected & (obs.remaining_kwh > 0)
         headroom_key = limit_key + self._estimate.tobytes()
         if headroom_key != self._headroom_key:
@@ -215,18 +241,32 @@ class Headroom:
             draw = phases.T @ np.where(pinned, np.maximum(obs.measured_a, 0.0), 0.0)
             headroom = np.maximum(self._headroom_raw - draw, 0.0)
             wanting = wanting & ~pinned
-        return Budget(headroom, phases, np.where(wanting, obs.ev_max_a, 0.0), fallback)
+        caps_key = wanting.tobytes() + obs.ev_max_a.tobytes()
+        if caps_key != self._caps_key:
+            self._caps_key, self._caps = caps_key, frozen(np.where(wanting, obs.ev_max_a, 0.0))
+        last = self._budget
+        if (last is None or last.headroom_a is not headroom or last.phases is not phases or last.caps_a is not self._caps
+                or last.fallback != fallback):
+            self._budget = last = Budget(headroom, phases, self._caps, fallback)
+        return last
 
     def issue(self, setpoints_a: Array) -> Decision:
         """The decision carrying ``setpoints_a`` [A per phase], remembered for the following check."""
         self._sent = np.array(setpoints_a, dtype=float)
         return Decision(self._sent.copy(), self._fallback)
 
-    def _site_meter(self, obs: Observation) -> bool:
-        """Update the unmanaged-load estimate from a healthy sample and the fallback state; True in fallback."""
+    def _site_meter(self, obs: Observation, measured: bytes) -> bool:
+        """Update the unmanaged-load estimate from a healthy sample and the fallback state; True in fallback.
+        ``measured``: the port meters' readings as bytes."""
         t = obs.time
         stale = obs.site_age_s > STALE_METER_S
-        residual = obs.site_a - obs.phases.T @ obs.measured_a
+        ported_key = obs.phases.tobytes() + measured
+        if ported_key != self._ported_key:
+            self._ported_key, self._ported = ported_key, obs.phases.T @ obs.measured_a
+        residual = obs.site_a - self._ported
+        if self._settled and not stale and self._residual is not None and residual.tobytes() == self._residual.tobytes():
+            self._last = t  # the same healthy sample again: every check passes as before, the estimate stays
+            return False
         # Per phase in plain floats (the same arithmetic; three numbers are cheaper than numpy calls).
         r = residual.tolist()
         reads_low = not stale and any(x + m < 0.0 for x, m in zip(r, self._margin_f))
@@ -256,13 +296,18 @@ class Headroom:
                 # Rises count at once (safety), falls are smoothed.
                 self._estimate = np.maximum(sample, self._estimate + k * (sample - self._estimate))
             self._last = t
-        elif self._estimate is None:
-            self._estimate = np.full(3, self.unmanaged_max_a)
+            self._settled = (not self._fallback and sample.tobytes() == self._estimate.tobytes()
+                             and not any(j < 0.0 for j in self._jump_f))
+        else:
+            self._settled = False
+            if self._estimate is None:
+                self._estimate = np.full(3, self.unmanaged_max_a)
         return self._fallback
 
-    def _phases(self, obs: Observation) -> Array:
+    def _phases(self, obs: Observation, measured: bytes) -> Array:
         """Phases learned from metering: a port's phases from its first sample drawing more than 2 A this
-        session on; all three until then; none for a free port."""
+        session on; all three until then; none for a free port. ``measured``: the port meters' readings as
+        bytes."""
         n = len(obs.connected)
         if self._phases_out is None or len(self._session) != n:
             self._learned, self._session, self._seen = np.full((n, 3), np.nan), np.full(n, np.nan), b""
@@ -276,9 +321,13 @@ class Headroom:
             if renewed:  # a session began or ended: what was learned for the port is void
                 self._learned[changed] = np.nan
                 self._session = key
-        if not renewed and not (self._unknown_any and np.count_nonzero(self._unknown & (np.abs(obs.measured_a) > DRAWING_A))):
+        if not renewed and (not self._unknown_any or measured == self._unknown_quiet
+                            or not np.count_nonzero(self._unknown & (np.abs(obs.measured_a) > DRAWING_A))):
             assert self._phases_out is not None
+            if self._unknown_any:
+                self._unknown_quiet = measured
             return self._phases_out  # nothing new to learn
+        self._unknown_quiet = None
         known = np.isfinite(self._session)  # a session at the port
         unknown = known & np.isnan(self._learned[:, 0])
         drawing = unknown & (np.abs(obs.measured_a) > DRAWING_A)
@@ -289,15 +338,20 @@ class Headroom:
         self._phases_out = frozen(np.where(known[:, None], out, 0.0))
         return self._phases_out
 
-    def _pinned(self, obs: Observation) -> NDArray[np.bool_]:
+    def _pinned(self, obs: Observation, measured: bytes) -> NDArray[np.bool_]:
         """Ports budgeted at their own draw: more than 2 A above their set point for more than 10 s, until
-        they have followed it for 60 s (or leave)."""
+        they have followed it for 60 s (or leave). ``measured``: the port meters' readings as bytes."""
         n, t = len(obs.connected), obs.time
         if self._sent is None or len(self._pins) != n:
             self._sent, self._pins = np.zeros(n), np.zeros(n, dtype=bool)
             self._over_since, self._followed_since = np.full(n, np.nan), np.full(n, np.nan)
+        if not self._watching:
+            following = measured + self._sent.tobytes()
+            if following == self._following:
+                return self._pins  # the same readings and set points as when everyone followed
         excess = obs.measured_a - self._sent
         if not self._watching and not np.count_nonzero(excess > NOT_FOLLOWING_A):
+            self._following = following
             return self._pins  # everyone follows (the usual case): nothing to track
         over = obs.connected & (excess > NOT_FOLLOWING_A)
         self._over_since = np.where(over, np.fmin(self._over_since, t), np.nan)

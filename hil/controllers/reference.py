@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hil.controllers.allocation import MIN_CURRENT_A, equal_share, quantise
-from hil.controllers.observation import Array, Controller, Decision, Headroom, Observation
+from hil.controllers.observation import Array, Budget, Controller, Decision, Headroom, Observation, frozen
 from hil.scenarios import Scenario
 
 
@@ -32,7 +32,12 @@ class PlainPlugIn:
 
 @dataclass
 class Sequential:
-    """One session at a time. ``order``: ``fcfs`` (arrival) or ``edf`` (departure)."""
+    """One session at a time. ``order``: ``fcfs`` (arrival) or ``edf`` (departure).
+
+    The queue is kept while the caps and the order key stay the same, and the head's set points while the
+    budget (the shell's, shared while unchanged) and the head stay the same: the usual step decides
+    nothing new.
+    """
 
     order: str = "fcfs"
     slot_s: float | None = None
@@ -42,6 +47,13 @@ class Sequential:
     _shell: Headroom = field(init=False)
     _head: int | None = field(default=None, init=False)
     _since: float = field(default=0.0, init=False)
+    _queue_for: tuple[Array, bytes] | None = field(default=None, init=False)
+    _queue: list[int] = field(default_factory=list, init=False)
+    _queued: set[int] = field(default_factory=set, init=False)
+    """The ports waiting, in order, (and as a set) for the caps and order key ``_queue_for``."""
+    _rates_for: tuple[Budget, int] | None = field(default=None, init=False)
+    _rates: Array | None = field(default=None, init=False)
+    """The set points [A per phase] for the budget and head ``_rates_for``."""
 
     def __post_init__(self) -> None:
         if self.order not in ("fcfs", "edf"):
@@ -52,29 +64,42 @@ class Sequential:
 
     def decide(self, obs: Observation) -> Decision:
         budget = self._shell(obs)
-        waiting = np.nonzero(budget.caps_a > 0)[0]
-        rates = np.zeros(len(obs.connected))
-        if len(waiting) == 0:
+        queue = self._waiting(budget.caps_a, obs.arrival if self.order == "fcfs" else obs.departure)
+        if not queue:
             self._head = None
-            return self._shell.issue(rates)
-        key = obs.arrival if self.order == "fcfs" else obs.departure
-        queue = waiting[np.argsort(key[waiting], kind="stable")]
+            return self._shell.issue(np.zeros(len(obs.connected)))
         head = self._head
-        if head not in set(queue.tolist()):
-            head, self._since = int(queue[0]), obs.time
+        if head not in self._queued:
+            head, self._since = queue[0], obs.time
         elif self.slot_s is not None and obs.time - self._since >= self.slot_s and len(queue) > 1:
-            position = int(np.nonzero(queue == head)[0][0])
-            head, self._since = int(queue[(position + 1) % len(queue)]), obs.time
+            head, self._since = queue[(queue.index(head) + 1) % len(queue)], obs.time
         self._head = head
-        used = budget.phases[head] > 0
-        room = float(budget.headroom_a[used].min()) if used.any() else 0.0
-        rates[head] = quantise(min(budget.caps_a[head], room))
-        return self._shell.issue(rates)
+        if self._rates_for is None or self._rates_for[0] is not budget or self._rates_for[1] != head:
+            used = budget.phases[head] > 0
+            room = float(budget.headroom_a[used].min()) if used.any() else 0.0
+            rates = np.zeros(len(obs.connected))
+            rates[head] = quantise(min(budget.caps_a[head], room))
+            self._rates_for, self._rates = (budget, head), frozen(rates)
+        assert self._rates is not None
+        return self._shell.issue(self._rates)
+
+    def _waiting(self, caps: Array, key: Array) -> list[int]:
+        """The ports wanting energy, by ``key`` (arrival or departure [s]; ties by port)."""
+        key_bytes = key.tobytes()
+        if self._queue_for is None or self._queue_for[0] is not caps or self._queue_for[1] != key_bytes:
+            waiting = np.nonzero(caps > 0)[0]
+            self._queue = waiting[np.argsort(key[waiting], kind="stable")].tolist()
+            self._queued, self._queue_for = set(self._queue), (caps, key_bytes)
+        return self._queue
 
 
 @dataclass
 class Parallel:
-    """Equal share with the 6 A floor; admission rotates every ``rotate_s`` when not everyone fits."""
+    """Equal share with the 6 A floor; admission rotates every ``rotate_s`` when not everyone fits.
+
+    What follows from the budget alone (whether everyone fits at 6 A, whether the last fill still holds) is
+    kept for the budget (the shell's, shared while unchanged): the usual step fills nothing.
+    """
 
     rotate_s: float = 900.0
     weights: Array | None = None
@@ -85,6 +110,11 @@ class Parallel:
     _pointer: int = field(default=0, init=False)
     _rotated: float = field(default=0.0, init=False)
     _last: tuple[Array, Array, Array, int, Array] | None = field(default=None, init=False)
+    """The last fill: its caps, phases, headroom, rotation pointer and rates."""
+    _crowded_for: tuple[Budget, int, bool] | None = field(default=None, init=False)
+    """A budget, how many ports want at least 6 A under it, and whether they do not all fit at 6 A."""
+    _holds_for: tuple[Budget, int] | None = field(default=None, init=False)
+    """A budget and rotation pointer under which the last fill holds."""
 
     def __post_init__(self) -> None:
         self._shell = Headroom(self.unmanaged_max_a)
@@ -94,16 +124,23 @@ class Parallel:
         headroom, caps, phases = budget.headroom_a, budget.caps_a, budget.phases
         n = len(obs.connected)
         if obs.time - self._rotated >= self.rotate_s:
-            wanting = int(np.count_nonzero(caps >= MIN_CURRENT_A))
-            if wanting and (phases.T @ (caps > 0) * MIN_CURRENT_A > headroom + 1e-9).any():  # not all fit at 6 A
+            if self._crowded_for is None or self._crowded_for[0] is not budget:
+                wanting = int(np.count_nonzero(caps >= MIN_CURRENT_A))
+                crowded = bool(wanting and (phases.T @ (caps > 0) * MIN_CURRENT_A > headroom + 1e-9).any())
+                self._crowded_for = (budget, wanting, crowded)  # not all fit at 6 A
+            _, wanting, crowded = self._crowded_for
+            if crowded:
                 self._pointer, self._rotated = (self._pointer + max(1, wanting // 4)) % max(n, 1), obs.time
         last = self._last
+        if last is not None and self._holds_for is not None and self._holds_for[0] is budget and self._holds_for[1] == self._pointer:
+            return self._shell.issue(last[4])  # the same budget as when it last held
         if (last is not None and last[3] == self._pointer and float(np.abs(last[2] - headroom).max()) <= 0.01
                 and np.array_equal(last[0], caps) and np.array_equal(last[1], phases)):
+            self._holds_for = (budget, self._pointer)
             return self._shell.issue(last[4])  # same inputs, same answer: skip the fill
         order = np.roll(np.arange(n), -self._pointer)
         rates = equal_share(caps, phases, headroom, order=order, weights=self.weights)
-        self._last = (caps, phases, headroom, self._pointer, rates)
+        self._last, self._holds_for = (caps, phases, headroom, self._pointer, rates), (budget, self._pointer)
         return self._shell.issue(rates)
 
 

@@ -59,3 +59,21 @@ def test_a_short_stay_leaving_mid_period_is_met_and_a_full_ev_stops_in_one_chang
     assert m.met_pct == 100.0 and m.compliance.passed, (run.requested_kwh - run.delivered_kwh, m.compliance.to_dict())
     early = run.session_ids.index("early")
     assert run.setpoint_changes[early] <= 5, run.setpoint_changes
+
+
+def test_a_single_phase_ev_planned_into_cheap_energy_is_met() -> None:
+    """Cost-aware: a single-phase EV needing 40 min at full power in a 2 h stay whose last 35 min are
+    cheap (20 min before the 15 min finish margin). Until its meter shows its phases the shell budgets it
+    on all three; its energy must still count on one. Counted on three, the plan needs 13 min and puts
+    them all in the cheap end; the EV draws nothing before, so its phases are learned only there, too
+    late (it ended 0.77 kWh short). Counted on one, the plan starts at once what the cheap end cannot take."""
+    need = 32.0 * 230.0 * 2400.0 / 3.6e6  # 40 min at 32 A on one phase [kWh]
+    sessions = (Session("single-phase", 0, 60.0, 7200.0, need, 32.0, (1,)),)
+    scenario = Scenario(name="cheap-end", seed=0, ports=1, phase_voltage=230.0, evse_max_a=32.0, limit_a=100.0,
+                        breaker_a=100.0, unmanaged_a=0.0,
+                        tariff=Tariff("tou", "USD", ((0.0, 0.30), (10.0 + 85 / 60, 0.05)), 0.0), start_h=10.0,
+                        duration=7200.0, sessions=sessions)
+    run = simulate(scenario, CONTROLLERS["adaptive-cost"](scenario))
+    assert run.delivered_kwh[0] >= need - 0.01, (run.delivered_kwh, need)
+    cheap = run.port_t >= 85 * 60.0
+    assert run.port_a[cheap, 0].max() > 30.0  # the cheap end is used at full power

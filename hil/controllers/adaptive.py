@@ -17,7 +17,7 @@ Units: seconds, A per phase, kWh, V.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
@@ -92,7 +92,10 @@ class Adaptive:
 
     def decide(self, obs: Observation) -> Decision:
         budget = self._shell(obs)
-        # The phases the shell budgets on (learned from metering) stand for the observation's from here.
+        # The phases the shell budgets on (learned from metering; all three for a port not seen drawing yet)
+        # stand for the observation's in the headroom from here. A port's energy stays counted on the
+        # observation's phases (metered, or declared while it draws nothing): three for a single-phase EV
+        # not seen yet would plan it a third of its energy, short if the plan defers it (cost-aware).
         headroom, caps, phases = budget.headroom_a, budget.caps_a, budget.phases
         if budget.fallback:
             return self._damped(obs, self._dispatch(None, caps, phases, headroom))
@@ -108,7 +111,7 @@ class Adaptive:
             # does not wait for a solve; the plan follows at the next step.
             self._deferred = True
         elif due:
-            self._plan = self._replan(replace(obs, phases=phases), headroom, caps)
+            self._plan = self._replan(obs, phases, headroom, caps)
             self._signature, self._deferred = signature, False
         assert self._plan is not None
         hold = None
@@ -203,10 +206,12 @@ class Adaptive:
         self._dispatch_key, self._dispatched = key, frozen(dispatched)
         return dispatched
 
-    def _replan(self, obs: Observation, headroom: Array, caps: Array) -> Plan:
+    def _replan(self, obs: Observation, phases: Array, headroom: Array, caps: Array) -> Plan:
+        """A new plan: currents within ``headroom`` [A per phase] on the budgeted ``phases`` and within
+        ``caps`` [A], each port's energy counted on the phases of ``obs``."""
         capable = np.zeros(len(caps), dtype=bool)
         if self.v2g and obs.v2g_floor_kwh is not None:
-            capable = obs.connected & (obs.v2g_floor_kwh > 0) & (obs.phases.sum(axis=1) > 0)
+            capable = obs.connected & (obs.v2g_floor_kwh > 0) & (phases.sum(axis=1) > 0)
         active = obs.departure[np.isfinite(obs.departure) & ((caps > 0) | capable)]
         horizon = max(float(active.max()) - obs.time, PERIOD_S) if len(active) else PERIOD_S
         durations = horizon_periods(horizon)
@@ -238,8 +243,9 @@ class Adaptive:
                            floor_kwh=np.zeros(len(caps)), min_departure_kwh=minimum, capacity_kwh=minimum,
                            export_kw=export, export_value=value)
         result = plan(PlanInput(
-            start=obs.time, phases=obs.phases, ev_max_a=ev_max, remaining_kwh=np.where(caps > 0, obs.remaining_kwh, 0.0),
-            departure=obs.departure, headroom_a=np.repeat(headroom[None, :], K, axis=0), price=price,
+            start=obs.time, phases=phases, charge_phases=obs.phases.sum(axis=1), ev_max_a=ev_max,
+            remaining_kwh=np.where(caps > 0, obs.remaining_kwh, 0.0), departure=obs.departure,
+            headroom_a=np.repeat(headroom[None, :], K, axis=0), price=price,
             phase_voltage=obs.phase_voltage, peak_weight=self.peak_weight, quick_weight=self.quick_weight,
             energy_value=self.energy_value, previous_a=previous, durations_s=durations, v2g=v2g,
         ))
@@ -247,10 +253,11 @@ class Adaptive:
         return result
 
     def _fast_policy(self, obs: Observation, phases: Array, caps: Array, headroom: Array) -> Array:
-        """Without a plan: the required-rate floor, filled fairly, then the surplus (DRWF)."""
+        """Without a plan: the required-rate floor (energy on the phases of ``obs``), filled fairly on the
+        budgeted ``phases``, then the surplus (DRWF)."""
         if not np.count_nonzero(caps > 0):
             return np.zeros(len(caps))  # nobody wants energy (the fill below gives the same)
-        nph = np.maximum(phases.sum(axis=1), 1.0)
+        nph = np.maximum(obs.phases.sum(axis=1), 1.0)
         left = np.maximum(obs.departure - obs.time, PERIOD_S)
         required = np.minimum(caps, obs.remaining_kwh * 3.6e6 / (left * nph * obs.phase_voltage))
         floor = water_fill(required, phases, headroom)

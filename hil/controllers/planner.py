@@ -81,6 +81,7 @@ class PlanInput:
 
     start: float
     phases: Array
+    """(ports, 3) 0/1: the phases each port's current takes headroom on."""
     ev_max_a: Array
     remaining_kwh: Array
     departure: Array
@@ -111,6 +112,16 @@ class PlanInput:
     dispatch losses near the end do not leave it short [s]."""
     v2g: V2GInput | None = None
     """Bidirectional EVs and export requests; None = no V2G (no discharge variables at all)."""
+    charge_phases: Array | None = None
+    """(ports,) how many phases each port's current flows on [count], for its energy and power (kWh of 1 A,
+    what its stay can take, kW exported); default those of ``phases``. Fewer where ``phases`` budgets a port
+    on more than it draws on: the safety shell budgets a port on all three until its meter has shown its
+    phases, and counting three for a single-phase EV would plan it a third of its energy."""
+
+    @property
+    def charge_count(self) -> Array:
+        """(ports,) the phases each port's current charges on [count] (``charge_phases`` or its default)."""
+        return self.phases.sum(axis=1) if self.charge_phases is None else np.asarray(self.charge_phases, dtype=float)
 
 
 @dataclass
@@ -215,11 +226,12 @@ def plan(p: PlanInput) -> Plan:
                     None if v2g is None else np.zeros(K), None if v2g is None else _stored(p, v2g, bidir, rates, rates, dur),
                     None if v2g is None else np.zeros(n))
     weight = (end - period_start) / (end - p.start)  # quick-charge weight: 1 now, 0 at the horizon
-    kwh_per_a = nph[:, None] * p.phase_voltage * dur[None, :] / 3.6e6  # (ports, K) kWh of 1 A for the period
+    charging = p.charge_count
+    kwh_per_a = charging[:, None] * p.phase_voltage * dur[None, :] / 3.6e6  # (ports, K) kWh of 1 A for the period
     # Urgency: the share of its maximum an EV needs for the rest of its stay; tight sessions are worth more,
     # so under congestion the plan serves the EVs that cannot wait (a least-laxity tie-break).
     stay_s = np.where(np.isfinite(p.departure), np.maximum(p.departure - p.start, p.period_s), np.inf)
-    stay_kwh = p.ev_max_a * nph * p.phase_voltage * np.minimum(stay_s, 1e9) / 3.6e6
+    stay_kwh = p.ev_max_a * charging * p.phase_voltage * np.minimum(stay_s, 1e9) / 3.6e6
     urgency = np.clip(np.divide(p.remaining_kwh, stay_kwh, out=np.zeros(n), where=stay_kwh > 0), 0.0, 1.0)
 
     def value(i: Array, k: Array) -> Array:
@@ -340,12 +352,12 @@ def plan(p: PlanInput) -> Plan:
         # Export per requested period: gross discharge <= request, and the valued export X <= the net of the
         # bidirectional EVs (discharge less their charging) [kW].
         slot = np.searchsorted(export_k, xk)
-        ub.add(slot, o_x + np.arange(mx), nph[xi] * p.phase_voltage / 1000.0)
+        ub.add(slot, o_x + np.arange(mx), charging[xi] * p.phase_voltage / 1000.0)
         ub.close(export[export_k])
         ub.add(np.arange(nX), o_X + np.arange(nX), 1.0)
-        ub.add(slot, o_x + np.arange(mx), -nph[xi] * p.phase_voltage / 1000.0)
+        ub.add(slot, o_x + np.arange(mx), -charging[xi] * p.phase_voltage / 1000.0)
         rx = rb & np.isin(idx_k, export_k)
-        ub.add(np.searchsorted(export_k, idx_k[rx]), np.nonzero(rx)[0], nph[idx_i[rx]] * p.phase_voltage / 1000.0)
+        ub.add(np.searchsorted(export_k, idx_k[rx]), np.nonzero(rx)[0], charging[idx_i[rx]] * p.phase_voltage / 1000.0)
         ub.close(np.zeros(nX))
         bounds[o_X:o_P, 1] = export[export_k]
         c[o_X:o_P] = -v2g.export_value * dur[export_k] / 3600.0
@@ -391,7 +403,7 @@ def plan(p: PlanInput) -> Plan:
 
 def _stored(p: PlanInput, v2g: V2GInput, bidir: Array, rates: Array, discharge: Array, dur: Array) -> Array:
     """(ports, K + 1) stored energy at each period boundary under a plan [kWh]; nan where not bidirectional."""
-    kwh_per_a = p.phases.sum(axis=1)[:, None] * p.phase_voltage * dur[None, :] / 3.6e6
+    kwh_per_a = p.charge_count[:, None] * p.phase_voltage * dur[None, :] / 3.6e6
     step = (v2g.eta_charge * rates - discharge / v2g.eta_discharge) * kwh_per_a
     stored = np.asarray(v2g.stored_kwh, dtype=float)[:, None] + np.concatenate((np.zeros((len(bidir), 1)), np.cumsum(step, axis=1)), axis=1)
     return np.where(bidir[:, None], stored, np.nan)

@@ -1,5 +1,6 @@
 """The adaptive controller's planner LP: caps, stays, energy, weights; its formulation against the rows
-written per port; V2G (floor, capacity, departure minimum, export within the request)."""
+written per port; sifting against one solve; V2G (floor, capacity, departure minimum, export within the
+request)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 import scipy.sparse as sp
 from scipy.optimize import linprog
 
+from hil.controllers import planner
 from hil.controllers.planner import PlanInput, V2GInput, plan
 
 
@@ -97,6 +99,69 @@ def test_without_v2g_the_plan_is_an_optimum_of_the_per_port_formulation(peak_wei
         got = (value * r).sum() - peak_weight * float((nph @ r).max()) * 230 / 1000
         assert got == pytest.approx(best, rel=1e-7, abs=1e-6)
         assert (result.discharge_a is None) == (v2g is None)
+
+
+def _congested(n: int = 120, K: int = 96, seed: int = 5, **changes: object) -> PlanInput:
+    """``n`` ports over ``K`` 5-minute periods on a feeder with a third of what they could draw."""
+    rng = np.random.default_rng(seed)
+    phases = np.zeros((n, 3))
+    phases[np.arange(n), rng.integers(0, 3, n)] = 1
+    phases[rng.random(n) < 0.6] = 1
+    ev_max = rng.choice([16.0, 32.0], n)
+    hour = np.arange(K) * 300.0 / 3600
+    p = PlanInput(start=0.0, phases=phases, ev_max_a=ev_max, remaining_kwh=rng.uniform(2, 40, n),
+                  departure=rng.uniform(1, K / 12, n) * 3600, headroom_a=np.full((K, 3), (phases * ev_max[:, None]).sum(axis=0).max() / 3),
+                  price=np.where((hour >= 3) & (hour < 6), 0.3, 0.1), peak_weight=0.05)
+    return dataclasses.replace(p, **changes)
+
+
+def _sifted_and_whole(p: PlanInput, monkeypatch: pytest.MonkeyPatch) -> tuple[planner.Plan, planner.Plan, int]:
+    """The plan by sifting (from coarse plans all the way down) and by one solve, and how many coarse plans
+    the sifting made."""
+    monkeypatch.setattr(planner, "SIFT_COLUMNS", 10**9)
+    whole = plan(p)
+    coarse = []
+    original = planner._coarse
+    monkeypatch.setattr(planner, "_coarse", lambda *a: coarse.append(1) or original(*a))
+    monkeypatch.setattr(planner, "SIFT_COLUMNS", 0)
+    return plan(p), whole, len(coarse)
+
+
+@pytest.mark.parametrize("variant", ["plain", "cost-aware", "smooth", "previous"])
+def test_sifting_finds_the_optimum_of_the_whole_lp(variant: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    p = _congested()
+    K = len(p.price)
+    changes: dict[str, object] = {
+        "plain": {}, "cost-aware": {"quick_weight": 0.1}, "smooth": {"smoothness": 0.01},
+        "previous": {"previous_a": np.random.default_rng(1).uniform(0, 16, (len(p.ev_max_a), K))},
+    }[variant]
+    p = dataclasses.replace(p, **changes)
+    sifted, whole, coarse = _sifted_and_whole(p, monkeypatch)
+    assert coarse >= 2, "planned 96 periods from 32, and those from 11"
+    assert sifted.status == whole.status == "optimal"
+    assert sifted.objective == pytest.approx(whole.objective, rel=1e-9)
+    r = sifted.rates_a
+    assert ((p.phases.T @ r) <= p.headroom_a.T + 1e-6).all()
+    assert ((r * p.phases.sum(axis=1)[:, None] * 230 * 300 / 3.6e6).sum(axis=1) <= p.remaining_kwh + 1e-6).all()
+    assert (r <= p.ev_max_a[:, None] + 1e-6).all() and (r >= 0).all()
+
+
+def test_sifting_with_v2g_finds_the_optimum_of_the_whole_lp(monkeypatch: pytest.MonkeyPatch) -> None:
+    p = _congested()
+    n, K = len(p.ev_max_a), len(p.price)
+    bidirectional = np.arange(n) % 4 == 0
+    stored = np.full(n, 10.0)
+    export = np.where((np.arange(K) >= 30) & (np.arange(K) < 42), 40.0, 0.0)
+    v2g = V2GInput(discharge_max_a=np.where(bidirectional, 16.0, 0.0), stored_kwh=stored, floor_kwh=np.full(n, 4.0),
+                   min_departure_kwh=stored + 0.5 * p.remaining_kwh, capacity_kwh=stored + p.remaining_kwh,
+                   export_kw=export, export_value=5.0)
+    sifted, whole, coarse = _sifted_and_whole(dataclasses.replace(p, v2g=v2g), monkeypatch)
+    assert coarse >= 2
+    assert sifted.status == whole.status == "optimal"
+    assert sifted.objective == pytest.approx(whole.objective, rel=1e-9)
+    assert sifted.export_kw is not None and sifted.export_kw.sum() > 0
+    assert sifted.shortfall_kwh is not None and whole.shortfall_kwh is not None
+    assert sifted.shortfall_kwh.sum() == pytest.approx(whole.shortfall_kwh.sum(), abs=1e-6)
 
 
 def _v2g_problem(headroom: float = 40.0, **v2g: object) -> PlanInput:

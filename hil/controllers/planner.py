@@ -487,11 +487,13 @@ def _solve(c: Array, A: sp.csc_matrix, row_lo: Array, row_hi: Array, bounds: Arr
 
     columns = np.nonzero(inside)[0]
     add(columns)
-    A_t = A.T.tocsr()
+    A_t = None if working is None else A.T.tocsr()
     while True:
         highs.run()
         if highs.getModelStatus() != highspy.HighsModelStatus.kOptimal:
             return None, f"failed ({highs.modelStatusToString(highs.getModelStatus())})"
+        if A_t is None:
+            break  # every column was in: nothing to price
         reduced = c - A_t @ np.asarray(highs.getSolution().row_dual)
         better = np.nonzero(~inside & (reduced < -1e-7))[0]
         if not len(better):

@@ -113,8 +113,11 @@ def band(limit: ArrayLike, alpha: float = ALPHA, beta: float = BETA_A) -> NDArra
     return np.asarray(limit, dtype=float) * (1.0 + alpha) + beta
 
 
-def windows(t: ArrayLike, values: ArrayLike, width: float = WINDOW_S) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Average samples over consecutive windows of ``width`` seconds starting at the first sample.
+def windows(t: ArrayLike, values: ArrayLike, width: float = WINDOW_S,
+            starts: ArrayLike = ()) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Average samples over consecutive windows of ``width`` seconds starting at the first sample, and
+    again at each time in ``starts`` [s] (an event's time: no window mixes samples from before an event
+    with samples after it; the window before one may be shorter).
 
     ``values`` is ``(n,)`` or ``(n, phases)``. Returns window start times and ``(windows, phases)`` means;
     windows without a sample are dropped.
@@ -127,11 +130,15 @@ def windows(t: ArrayLike, values: ArrayLike, width: float = WINDOW_S) -> tuple[N
         raise ValueError(f"{len(t)} times but {len(v)} samples")
     if len(t) == 0:
         return np.zeros(0), np.zeros((0, v.shape[1]))
-    index = np.floor((t - t[0]) / width + 1e-9).astype(int)
+    cuts = np.unique(np.asarray(starts, dtype=float))
+    origins = np.concatenate(([t[0]], cuts[cuts > t[0] + 1e-9]))
+    segment = np.searchsorted(origins, t + 1e-9, side="right") - 1
+    start = origins[segment] + np.floor((t - origins[segment]) / width + 1e-9) * width
+    window_t, index = np.unique(start, return_inverse=True)
+    index = index.ravel()
     counts = np.bincount(index)
     sums = np.stack([np.bincount(index, weights=v[:, k]) for k in range(v.shape[1])], axis=1)
-    keep = counts > 0
-    return t[0] + np.nonzero(keep)[0] * width, sums[keep] / counts[keep][:, None]
+    return window_t, sums / counts[:, None]
 
 
 def check(
@@ -152,8 +159,9 @@ def check(
     samples = np.asarray(current, dtype=float).reshape(len(times), -1)
     limits = np.asarray(limit, dtype=float)
     limits = np.broadcast_to(limits.reshape(len(times), -1) if limits.ndim else limits, samples.shape)
-    tw, cur = windows(times, samples, window_s)
-    _, lim = windows(times, limits, window_s)
+    cuts = [ev.time for ev in events]
+    tw, cur = windows(times, samples, window_s, cuts)
+    _, lim = windows(times, limits, window_s, cuts)
     tol = band(lim, alpha, beta)
     excess = np.maximum(cur - tol, 0.0)  # (windows, phases)
     above = (excess > 1e-9).any(axis=1)

@@ -116,6 +116,25 @@ def test_windows_average_samples() -> None:
     assert list(tw) == [0.0, 1.0, 3.0] and list(means[:, 0]) == [2.0, 6.0, 9.0]
 
 
+def test_windows_start_again_at_an_event() -> None:
+    tw, means = windows([0.0, 0.5, 1.0, 1.5, 2.0, 2.5], [1.0, 3.0, 5.0, 7.0, 9.0, 11.0], starts=[1.2])
+    assert list(tw) == pytest.approx([0.0, 1.0, 1.2, 2.2]) and list(means[:, 0]) == [2.0, 5.0, 8.0, 11.0]
+
+
+def test_a_window_never_mixes_the_limits_before_and_after_a_drop() -> None:
+    """A rig's monitor starts sampling at any phase of the second (here 0.273 s): the limit drops from 80
+    to 48 A at 30 s and the site, at 77.3 A before it, is back in band 6 s later. Windows counted from the
+    first sample would average the two limits in [29.273, 30.273) and see the site above that window's
+    band before the event (a steady violation) and rising against it (a transient failure)."""
+    t = np.arange(0.273, 60.0, 0.1)
+    limit = np.where(t < 30.0, 80.0, 48.0)
+    current = np.where(t < 33.0, 77.3, np.where(t < 36.0, 61.6, 48.2))
+    report = check(t, current, limit, [Event(30.0, "limit_step")], settling_s=20.0)
+    assert report.passed, report.verdict
+    assert report.events[0]["reduction_a"] == pytest.approx(32.0)
+    assert report.worst_settling_s == pytest.approx(6.0)
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.floats(0, 200, allow_nan=False), min_size=1, max_size=200), st.floats(10, 150))
 def test_never_above_band_always_passes(values: list[float], limit: float) -> None:

@@ -33,8 +33,9 @@ def problem(n: int, seed: int = 7, coarse: bool = False) -> PlanInput:
     headroom = np.full((K, 3), 0.3 * (phases * ev_max[:, None]).sum(axis=0).max())
     hour = starts / 3600 % 24
     price = np.where((hour >= 12) & (hour < 18), 0.267, 0.0925)
+    now = np.where(rng.random(n) < 0.3, ev_max, 0.0)  # the set points sent now, as the controller passes them
     return PlanInput(start=0.0, phases=phases, ev_max_a=ev_max, remaining_kwh=remaining, departure=departure,
-                     headroom_a=headroom, price=price, peak_weight=0.05, durations_s=durations)
+                     headroom_a=headroom, price=price, peak_weight=0.05, durations_s=durations, current_a=now)
 
 
 def timed(p: PlanInput, sift: bool = True) -> tuple[float, planner.Plan]:

@@ -46,6 +46,39 @@ def test_quick_weight_front_loads_and_cost_weight_waits_for_cheap_energy() -> No
     assert cheap[0, :12].sum() == pytest.approx(0.0, abs=1e-6) and cheap[0, 12:].sum() > 0  # waits for the cheap hours
 
 
+def _taking_turns(K: int = 24) -> PlanInput:
+    """Six identical EVs, each wanting more than an hour at full power, on a feeder for three: who charges
+    when is a tie."""
+    n = 6
+    return PlanInput(start=0.0, phases=np.ones((n, 3)), ev_max_a=np.full(n, 32.0), remaining_kwh=np.full(n, 30.0),
+                     departure=np.full(n, K * 300.0), headroom_a=np.full((K, 3), 96.0), price=np.full(K, 0.2))
+
+
+def test_the_ports_charging_now_go_on_and_the_others_wait() -> None:
+    p = _taking_turns()
+    for now in ([32.0, 0, 32.0, 0, 0, 32.0], [0, 32.0, 0, 32.0, 32.0, 0]):
+        first = plan(dataclasses.replace(p, current_a=np.array(now))).rates_a[:, 0]
+        assert first == pytest.approx(now, abs=1e-6)
+
+
+def test_keeping_the_set_points_never_breaks_the_headroom_or_costs_energy() -> None:
+    p = _taking_turns()
+    too_much = np.full(6, 32.0)  # what the ports drew before the headroom fell to 96 A
+    result = plan(dataclasses.replace(p, current_a=too_much))
+    assert (p.phases.T @ result.rates_a <= p.headroom_a.T + 1e-6).all()
+    assert result.rates_a[:, 0].sum() == pytest.approx(96.0)
+    free = plan(p)
+    kwh = lambda r: (r * 3 * 230 * 300 / 3.6e6).sum()  # noqa: E731
+    assert kwh(result.rates_a) == pytest.approx(kwh(free.rates_a), rel=1e-9)
+
+
+def test_a_price_drop_still_moves_charging_from_the_ports_running_now() -> None:
+    """Changing costs 0.05 per kWh of the first period; waiting for energy 0.25 cheaper pays."""
+    p = dataclasses.replace(_taking_turns(), quick_weight=0.01, remaining_kwh=np.full(6, 5.0),
+                            price=np.where(np.arange(24) < 6, 0.3, 0.05), current_a=np.full(6, 16.0))
+    assert plan(p).rates_a[:, 0] == pytest.approx(np.zeros(6), abs=1e-6)
+
+
 def _per_port_objective(p: PlanInput) -> tuple[float, np.ndarray, np.ndarray]:
     """The previous formulation, written independently: every current in its phases' headroom rows, its
     energy row and the peak row of its period. Returns its optimum and the per-cell values and phase powers
@@ -127,13 +160,15 @@ def _sifted_and_whole(p: PlanInput, monkeypatch: pytest.MonkeyPatch) -> tuple[pl
     return plan(p), whole, len(coarse)
 
 
-@pytest.mark.parametrize("variant", ["plain", "cost-aware", "smooth", "previous"])
+@pytest.mark.parametrize("variant", ["plain", "cost-aware", "smooth", "previous", "current"])
 def test_sifting_finds_the_optimum_of_the_whole_lp(variant: str, monkeypatch: pytest.MonkeyPatch) -> None:
     p = _congested()
     K = len(p.price)
     changes: dict[str, object] = {
         "plain": {}, "cost-aware": {"quick_weight": 0.1}, "smooth": {"smoothness": 0.01},
         "previous": {"previous_a": np.random.default_rng(1).uniform(0, 16, (len(p.ev_max_a), K))},
+        "current": {"current_a": np.random.default_rng(2).choice([0.0, 16.0], len(p.ev_max_a)),
+                    "previous_a": np.random.default_rng(1).uniform(0, 16, (len(p.ev_max_a), K))},
     }[variant]
     p = dataclasses.replace(p, **changes)
     sifted, whole, coarse = _sifted_and_whole(p, monkeypatch)

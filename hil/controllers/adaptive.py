@@ -1,7 +1,8 @@
 """The adaptive controller: the planner (``hil.controllers.planner``, an LP solved with HiGHS) and a 1 s
 dispatcher.
 
-The planner runs every 5 minutes and on arrivals, departures and limit changes.
+The planner runs every 5 minutes and on arrivals, departures and limit changes; it is told the set points
+sent now, and keeps them in its first period unless changing pays (``PlanInput.current_a``).
 
 **Dispatcher** (every call, normally 1 s): takes the planned rates for the current period (or, without a
 fresh plan, the required-rate floor ``e_i / time left`` filled fairly, then the surplus), projects them
@@ -248,6 +249,7 @@ class Adaptive:
             headroom_a=np.repeat(headroom[None, :], K, axis=0), price=price,
             phase_voltage=obs.phase_voltage, peak_weight=self.peak_weight, quick_weight=self.quick_weight,
             energy_value=self.energy_value, previous_a=previous, durations_s=durations, v2g=v2g,
+            current_a=None if self._sent is None or len(self._sent) != len(caps) else np.minimum(self._sent, caps),
         ))
         self.plans.append(result)
         return result

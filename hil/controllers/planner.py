@@ -7,6 +7,13 @@ the tariff, minus a peak charge, minus a small smoothness penalty; subject to ea
 outside its stay, its remaining energy, and the forecast per-phase headroom (including announced demand
 response). The 6 A floor is not convex: the dispatcher enforces it.
 
+Who charges when is often a tie (EVs that all get their energy whichever way the periods are shared).
+A vertex of the LP then shares them out arbitrarily, and re-planned every 5 minutes the ports took turns:
+paused, restarted and ramped up again at every period, 7 set-point changes per session-hour on the depot
+and a few per cent of the headroom lost to each restart's ramp. Changing a port's first-period rate from
+the set point it has now (``PlanInput.current_a``) costs a little, so the ports charging go on, the others
+wait, and a port changes when its energy, its departure or the price says so.
+
 **V2G** (optional, ``PlanInput.v2g``): a bidirectional EV may also discharge ``x[i, k]`` in the periods
 with an export request, never more than its discharge maximum, nor in total more than the request. Its
 stored energy ``E`` follows ``E[k+1] = E[k] + eta_c e r - e x / eta_d`` (``e``: kWh of 1 A for the
@@ -115,6 +122,13 @@ class PlanInput:
     """(ports, K) the last plan's rates for these periods: among equally good plans, prefer the one
     closest to it (a linear bonus, so set points do not jump between replans)."""
     stability: float = 0.05
+    current_a: Array | None = None
+    """(ports,) the set points the ports have now [A]: the first period's rates keep them unless changing
+    pays more than ``change_cost``, so that the ports charging now go on and the others wait, instead of
+    ports taking turns at every re-plan among equally good plans. Replaces ``previous_a`` in the first
+    period."""
+    change_cost: float = 0.05
+    """Cost of changing a port's rate in the first period from ``current_a`` [per kWh of 1 A in it]."""
     finish_margin_s: float = 900.0
     """Plan each session to finish this long before its departure (where the stay allows), so that
     dispatch losses near the end do not leave it short [s]."""
@@ -282,6 +296,8 @@ def plan(p: PlanInput) -> Plan:
     c[:m] = -value(idx_i, idx_k)
     if p.previous_a is not None:
         keep = p.previous_a[idx_i, idx_k] / np.maximum(p.ev_max_a[idx_i], 1e-9)  # 0..1: share planned before
+        if p.current_a is not None:
+            keep = np.where(idx_k == 0, 0.0, keep)  # the first period follows the set points instead
         c[:m] -= p.stability * keep * kwh_per_a[idx_i, idx_k]
     if peak:
         c[o_P] = p.peak_weight
@@ -387,6 +403,18 @@ def plan(p: PlanInput) -> Plan:
             ub.add(np.arange(len(j)), prev[j], -sign)
             ub.add(np.arange(len(j)), o_d + np.arange(len(j)), -1.0)
             ub.close(np.zeros(len(j)))
+    if p.current_a is not None:
+        # h_i >= r[i, 0] - s_i and h_i >= s_i - r[i, 0] for the ports that may charge in the first period.
+        j = np.nonzero(idx_k == 0)[0]
+        s_now = np.asarray(p.current_a, dtype=float)[idx_i[j]]
+        o_h = n_var
+        n_var += len(j)
+        c = np.concatenate((c, p.change_cost * kwh_per_a[idx_i[j], 0]))
+        bounds = np.vstack((bounds, np.tile([0.0, np.inf], (len(j), 1))))
+        for sign in (1.0, -1.0):
+            ub.add(np.arange(len(j)), j, sign)
+            ub.add(np.arange(len(j)), o_h + np.arange(len(j)), -1.0)
+            ub.close(sign * s_now)
     A_ub, b_ub = ub.matrix(n_var)
     A_eq, b_eq = eq.matrix(n_var)
     A = sp.vstack([M for M in (A_ub, A_eq) if M is not None]).tocsc()

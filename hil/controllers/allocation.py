@@ -3,7 +3,7 @@
 Every reference controller ends here: given each port's upper bound ``caps`` [A per phase], which phases
 it draws from (``phases``, an ``(n, 3)`` 0/1 matrix learned from metering) and the headroom per phase
 ``headroom`` [A], return set points that never exceed a phase's headroom or a port's cap. Vectorised with
-numpy: about 0.1 ms for 1,000 ports.
+numpy (see ``benchmarks/bench_dispatch.py``).
 """
 
 from __future__ import annotations
@@ -27,45 +27,48 @@ def water_fill(caps: ArrayLike, phases: ArrayLike, headroom: ArrayLike, weights:
     ``sum_i phases[i, p] * rate[i] <= headroom[p]`` and ``0 <= rate <= caps``.
     """
     u = np.maximum(np.asarray(caps, dtype=float), 0.0)
-    b = np.asarray(phases, dtype=float).reshape(len(u), -1)
+    n = len(u)
+    on = np.ascontiguousarray(np.asarray(phases, dtype=float).reshape(n, -1).T > 0)  # (phases, ports)
     h = np.maximum(np.asarray(headroom, dtype=float), 0.0)
-    w = np.ones_like(u) if weights is None else np.maximum(np.asarray(weights, dtype=float), 1e-12)
-    rate = np.zeros_like(u)
-    active = (u > 0) & (b.sum(axis=1) > 0)
+    w = np.ones(n) if weights is None else np.maximum(np.asarray(weights, dtype=float), 1e-12)
+    rate = np.zeros(n)
+    active = (u > 0) & on.any(axis=0)
+    if not active.any():
+        return rate
+    # Work in the order of the ports' breakpoints (where w x lambda reaches the cap), sorted once: each
+    # phase's level is then read off its ports in that order without sorting again.
+    order = np.argsort(u / w, kind="stable")
+    u, w, on, active = u[order], w[order], on[:, order], active[order]
+    draws = on.astype(float)
+    breaks = u / w
     left = h.copy()
-    for _ in range(b.shape[1] + 1):
-        if not active.any():
-            break
-        level = np.full(b.shape[1], np.inf)
-        for p in range(b.shape[1]):
-            on = active & (b[:, p] > 0)
-            if on.any():
-                level[p] = _level(u[on], w[on], left[p])
+    filled = np.zeros(n)
+    for _ in range(len(h) + 1):
+        level = np.array([_level(u[sel], w[sel], breaks[sel], left[p]) for p, sel in enumerate(on & active)])
         lam = float(level.min())
         if np.isinf(lam):  # nothing binds: everyone gets their cap
-            rate[active] = u[active]
+            filled[active] = u[active]
             break
-        binding = int(level.argmin())
         fill = np.minimum(u, w * lam)
-        freeze = active & ((b[:, binding] > 0) | (fill >= u - 1e-12))
-        rate[freeze] = fill[freeze]
-        left = np.maximum(left - (b[freeze] * rate[freeze, None]).sum(axis=0), 0.0)
+        freeze = active & (on[int(level.argmin())] | (fill >= u - 1e-12))
+        filled[freeze] = fill[freeze]
+        left = np.maximum(left - draws @ np.where(freeze, fill, 0.0), 0.0)
         active &= ~freeze
+        if not active.any():
+            break
+    rate[order] = filled
     return rate
 
 
-def _level(u: Array, w: Array, h: float) -> float:
-    """Largest lambda with sum(min(u, w lambda)) <= h (inf if all caps fit)."""
-    if u.sum() <= h:
+def _level(u: Array, w: Array, c: Array, h: float) -> float:
+    """Largest lambda with sum(min(u, w lambda)) <= h (inf if all caps fit), for ports sorted by their
+    breakpoints ``c = u / w``."""
+    if not len(u) or u.sum() <= h:
         return float("inf")
-    c = u / w
-    order = np.argsort(c)
-    c, u, w = c[order], u[order], w[order]
-    capped = np.concatenate(([0.0], np.cumsum(u)))[:-1]  # sum of caps below breakpoint k
+    capped = np.cumsum(u) - u  # sum of caps below breakpoint k
     rest_w = np.cumsum(w[::-1])[::-1]  # weights still rising at breakpoint k
     at_break = capped + c * rest_w  # f(c_k)
-    k = int(np.searchsorted(at_break, h, side="right"))  # first breakpoint beyond h
-    k = min(k, len(c) - 1)
+    k = min(int(np.searchsorted(at_break, h, side="right")), len(c) - 1)  # first breakpoint beyond h
     return float((h - capped[k]) / rest_w[k])
 
 
@@ -84,29 +87,33 @@ def admit(order: ArrayLike, phases: ArrayLike, headroom: ArrayLike, caps: ArrayL
     A port is admitted if ``minimum`` on each of its phases still fits; a port that does not fit is
     skipped, not the end of the queue (a single-phase EV may fit where a three-phase one did not).
     """
-    b = np.asarray(phases, dtype=float) > 0
+    on = np.ascontiguousarray(np.asarray(phases, dtype=float).T > 0)  # (phases, ports)
     u = np.asarray(caps, dtype=float)
+    phase_bit = 1 << np.arange(on.shape[0])
+    bits = phase_bit @ on  # each port's phases as bits
     slots = np.floor(np.asarray(headroom, dtype=float) / minimum + 1e-9)  # ports each phase can carry at minimum
     queue = np.asarray(order, dtype=int)
     queue = queue[u[queue] >= minimum]
     admitted = np.zeros(len(u), dtype=bool)
-    used = np.zeros(b.shape[1])
-    full = np.zeros(b.shape[1], dtype=bool)
+    used = np.zeros(on.shape[0])
+    full = 0  # bits of the phases that are full
     # Walk the queue in vectorised stretches: admit the longest prefix that fits; the first port that does
     # not fit fills at least one phase; drop every later port on a full phase and go on (at most one
     # stretch per phase).
     while len(queue):
-        queue = queue[~(b[queue] & full).any(axis=1)]
-        if not len(queue):
-            break
-        counts = used + np.cumsum(b[queue], axis=0)
-        over = (counts > slots).any(axis=1)
+        if full:
+            queue = queue[(bits[queue] & full) == 0]
+            if not len(queue):
+                break
+        counts = used[:, None] + np.cumsum(on[:, queue], axis=1)
+        over = (counts > slots[:, None]).any(axis=0)
         stop = int(np.argmax(over)) if over.any() else len(queue)
         admitted[queue[:stop]] = True
-        used += b[queue[:stop]].sum(axis=0)
+        if stop:
+            used = counts[:, stop - 1]
         if stop == len(queue):
             break
-        full |= used + b[queue[stop]] > slots
+        full |= int(phase_bit @ (used + on[:, queue[stop]] > slots))
         queue = queue[stop + 1:]
     return admitted
 

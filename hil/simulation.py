@@ -293,6 +293,8 @@ def simulate(scenario: Scenario, controller: Controller, config: SimulationConfi
             port_rec[k // every] = actual
             port_kwh_rec[k // every] = port_kwh
     site_rec[site_from:] = site_now
+    if steps % every == 0:  # the last per-port row falls on the end of the run: the state then
+        port_rec[-1], port_kwh_rec[-1] = actual, port_kwh
     delivered[session_at[connected]] = session_kwh[connected]
 
     return RunResult(

@@ -30,6 +30,14 @@ def test_energy_is_conserved(runs, stressed) -> None:
         assert site_kwh - unmanaged_steps * stressed.phase_voltage / 3.6e6 == pytest.approx(run.delivered_kwh.sum(), rel=1e-3)
 
 
+def test_the_per_port_traces_end_with_the_energy_delivered(runs) -> None:
+    """The last per-port sample is the end of the run (24 h is a whole number of minutes), not a zero row."""
+    for run in runs.values():
+        assert run.port_t[-1] == pytest.approx(run.scenario.duration)
+        assert run.port_kwh[-1].sum() == pytest.approx(run.delivered_kwh.sum(), rel=1e-9)
+        assert (np.diff(run.port_kwh, axis=0) >= -1e-12).all(), "energy per port never falls"
+
+
 def test_plain_plug_in_is_the_failing_negative_control(runs) -> None:
     m = measure(runs["plain"])
     assert not m.compliance.passed and not m.compliance.hard_pass

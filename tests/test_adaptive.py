@@ -38,6 +38,23 @@ def test_jain_fairness_under_heavy_congestion() -> None:
     assert jain["sequential"] < 0.8, jain
 
 
+def test_no_session_starves_far_below_the_targets_range() -> None:
+    """At 7 % of nameplate even the optimum leaves energy undelivered. Planned for energy alone, the
+    single-phase EVs (budgeted on all three phases until their meters show them, and a third as much
+    energy per A as a three-phase EV on a congested phase) got nothing; with the fairness tranches every
+    session gets a share, and fairness stays above equal share's."""
+    scenario = load_scenario("workplace-stress", capacity=0.07)
+    coarse = SimulationConfig(dt=10.0, control_period=10.0)
+    fair = measure(simulate(scenario, CONTROLLERS["adaptive"](scenario), coarse))
+    alone = CONTROLLERS["adaptive"](scenario)
+    alone.fair_shares = ()
+    energy_only = measure(simulate(scenario, alone, coarse))
+    parallel = measure(simulate(scenario, CONTROLLERS["parallel"](scenario), coarse))
+    assert fair.min_share_pct >= 25.0 and energy_only.min_share_pct < 5.0, (fair.min_share_pct, energy_only.min_share_pct)
+    assert fair.jain >= 0.93 and fair.jain > parallel.jain, (fair.jain, parallel.jain)
+    assert fair.energy_pct > parallel.energy_pct
+
+
 def short_stays() -> Scenario:
     """Two EVs, ample headroom: a three-phase short stay that needs all but a minute of it at full power
     and leaves mid-way through a plan period, and a single-phase one that is full long before it leaves."""

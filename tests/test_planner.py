@@ -79,6 +79,29 @@ def test_a_price_drop_still_moves_charging_from_the_ports_running_now() -> None:
     assert plan(p).rates_a[:, 0] == pytest.approx(np.zeros(6), abs=1e-6)
 
 
+def _one_phase_congested(K: int = 12) -> PlanInput:
+    """L1 carries 64 A for an hour (14.7 kWh): a single-phase EV on L1 and two three-phase EVs that want
+    more than all of it. Per A of L1 the three-phase EVs take three times the energy, so a plan for energy
+    alone gives it them; there is enough for a quarter of every request, not for half."""
+    phases = np.array([[1, 0, 0], [1, 1, 1], [1, 1, 1]], dtype=float)
+    return PlanInput(start=0.0, phases=phases, ev_max_a=np.full(3, 32.0), remaining_kwh=np.array([8.0, 40.0, 40.0]),
+                     departure=np.full(3, K * 300.0), headroom_a=np.tile([64.0, 100.0, 100.0], (K, 1)),
+                     price=np.full(K, 0.2), finish_margin_s=0.0)
+
+
+def test_fairness_tranches_give_every_session_its_share_first() -> None:
+    p = _one_phase_congested()
+    kwh = lambda r: (r * p.phases.sum(axis=1)[:, None] * 230 * 300 / 3.6e6).sum(axis=1)  # noqa: E731
+    alone = kwh(plan(p).rates_a)
+    assert alone[0] == pytest.approx(0.0, abs=1e-6)  # starved: its energy costs three times the headroom
+    shares = np.array([0.25, 0.5, 0.75])
+    fair = kwh(plan(dataclasses.replace(p, fair_kwh=shares[None, :] * p.remaining_kwh[:, None])).rates_a)
+    got = fair / p.remaining_kwh
+    assert got.min() >= 0.25 - 1e-6, got  # everyone reaches the first share
+    assert got.max() - got.min() <= 0.25 + 1e-6, got  # and no one is more than a tranche ahead
+    assert fair.sum() <= alone.sum() + 1e-6  # fairness costs energy here, never adds any
+
+
 def _per_port_objective(p: PlanInput) -> tuple[float, np.ndarray, np.ndarray]:
     """The previous formulation, written independently: every current in its phases' headroom rows, its
     energy row and the peak row of its period. Returns its optimum and the per-cell values and phase powers
@@ -160,7 +183,7 @@ def _sifted_and_whole(p: PlanInput, monkeypatch: pytest.MonkeyPatch) -> tuple[pl
     return plan(p), whole, len(coarse)
 
 
-@pytest.mark.parametrize("variant", ["plain", "cost-aware", "smooth", "previous", "current"])
+@pytest.mark.parametrize("variant", ["plain", "cost-aware", "smooth", "previous", "current", "fair"])
 def test_sifting_finds_the_optimum_of_the_whole_lp(variant: str, monkeypatch: pytest.MonkeyPatch) -> None:
     p = _congested()
     K = len(p.price)
@@ -169,6 +192,7 @@ def test_sifting_finds_the_optimum_of_the_whole_lp(variant: str, monkeypatch: py
         "previous": {"previous_a": np.random.default_rng(1).uniform(0, 16, (len(p.ev_max_a), K))},
         "current": {"current_a": np.random.default_rng(2).choice([0.0, 16.0], len(p.ev_max_a)),
                     "previous_a": np.random.default_rng(1).uniform(0, 16, (len(p.ev_max_a), K))},
+        "fair": {"fair_kwh": np.array([0.25, 0.5, 0.75])[None, :] * p.remaining_kwh[:, None]},
     }[variant]
     p = dataclasses.replace(p, **changes)
     sifted, whole, coarse = _sifted_and_whole(p, monkeypatch)

@@ -119,12 +119,16 @@ def _congested_export_site() -> tuple[Scenario, GridEvent]:
 def test_planning_the_announced_export_precharges_and_keeps_every_departure_minimum() -> None:
     """Guard only, the adaptive plan does not know the export: v is not full when it starts, the guard lets
     it give on the assumption that it recharges at full rate, the congested feeder does not let it, and v
-    leaves short. Planned ahead, v pre-charges, exports as much, and every session is met."""
+    leaves short. Planned ahead, v pre-charges, exports as much, and every session is met. (Planned for
+    energy alone: the fairness tranches also charge v early, as its share of the feeder, and the guard-only
+    run then leaves it only 0.6 kWh short.)"""
     from hil.controllers.adaptive import Adaptive
 
     scenario, export = _congested_export_site()
-    guard_only = simulate(scenario, SmartGrid(Adaptive()))
-    planned = simulate(scenario, SmartGrid(Adaptive(v2g=True, exports=(export,))))
+    guard_only = simulate(scenario, SmartGrid(Adaptive(fair_shares=())))
+    planned = simulate(scenario, SmartGrid(Adaptive(v2g=True, exports=(export,), fair_shares=())))
+    fair = simulate(scenario, SmartGrid(Adaptive(v2g=True, exports=(export,))))
+    assert fair.exported_kwh >= 0.95 * 7.5 and fair.delivered_kwh == pytest.approx(fair.requested_kwh, abs=0.05)
     before = int(1.5 * HOUR) // 60  # port samples are one a minute
     assert planned.port_kwh[before, 0] > guard_only.port_kwh[before, 0] + 2.0  # pre-charged for the export
     assert planned.exported_kwh >= 0.99 * guard_only.exported_kwh and planned.exported_kwh >= 0.95 * 7.5

@@ -2,7 +2,9 @@
 dispatcher.
 
 The planner runs every 5 minutes and on arrivals, departures and limit changes; it is told the set points
-sent now, and keeps them in its first period unless changing pays (``PlanInput.current_a``).
+sent now, and keeps them in its first period unless changing pays (``PlanInput.current_a``), and plans
+every session to a quarter, a half and three quarters of its request before any session gets more
+(``fair_shares``).
 
 **Dispatcher** (every call, normally 1 s): takes the planned rates for the current period (or, without a
 fresh plan, the required-rate floor ``e_i / time left`` filled fairly, then the surplus), projects them
@@ -25,7 +27,7 @@ from numpy.typing import NDArray
 
 from hil.controllers.allocation import MIN_CURRENT_A, admit, equal_share, quantise, water_fill
 from hil.controllers.observation import Array, Decision, Headroom, Observation, frozen
-from hil.controllers.planner import PERIOD_S, Plan, PlanInput, V2GInput, horizon_periods, plan
+from hil.controllers.planner import FAIR_RATIO, PERIOD_S, Plan, PlanInput, V2GInput, horizon_periods, plan
 from hil.scenarios import GridEvent, Tariff
 
 RAMP_UP_A_PER_S = 1.0
@@ -57,6 +59,9 @@ class Adaptive:
     export_value: float | None = None
     """V2G: value of an exported kWh in the plan; default twice the largest value of a charged kWh (an
     export request comes before charging early, never before a departure minimum)."""
+    fair_shares: tuple[float, ...] = (0.25, 0.5, 0.75)
+    """Shares of its request every session is planned to reach, in order, before any session gets more
+    (``PlanInput.fair_kwh``); () plans for energy alone."""
     unmanaged_max_a: float = 0.0
     name: str = "adaptive"
     architecture: str = "local"
@@ -88,15 +93,20 @@ class Adaptive:
     _planned_out: tuple[Array, Array | None] = field(default=(np.zeros(0), None), init=False)
     """The period's rates, caps and set points sent, and the target and hold ``_planned`` made of them."""
 
+    _requested: Array = field(default_factory=lambda: np.zeros(0), init=False)
+    _arrived: Array = field(default_factory=lambda: np.zeros(0), init=False)
+    """Each port's request when its session was first seen [kWh], and that session's arrival [s]."""
+
     def __post_init__(self) -> None:
         self._shell = Headroom(self.unmanaged_max_a)
 
     def decide(self, obs: Observation) -> Decision:
         budget = self._shell(obs)
-        # The phases the shell budgets on (learned from metering; all three for a port not seen drawing yet)
-        # stand for the observation's in the headroom from here. A port's energy stays counted on the
-        # observation's phases (metered, or declared while it draws nothing): three for a single-phase EV
-        # not seen yet would plan it a third of its energy, short if the plan defers it (cost-aware).
+        # The dispatch keeps to the phases the shell budgets on (learned from metering; all three for a port
+        # not seen drawing yet). The plan counts each port on the observation's phases (metered, or declared
+        # while it draws nothing): budgeted on three, a single-phase EV not seen yet costs the plan three
+        # times the headroom for its energy, so under congestion it is never planned, never draws and is
+        # never seen (it starved), and counting three for its energy planned it a third of it (cost-aware).
         headroom, caps, phases = budget.headroom_a, budget.caps_a, budget.phases
         if budget.fallback:
             return self._damped(obs, self._dispatch(None, caps, phases, headroom))
@@ -112,7 +122,8 @@ class Adaptive:
             # does not wait for a solve; the plan follows at the next step.
             self._deferred = True
         elif due:
-            self._plan = self._replan(obs, phases, headroom, caps)
+            declared = np.where(obs.phases.sum(axis=1, keepdims=True) > 0, obs.phases, phases)
+            self._plan = self._replan(obs, declared, headroom, caps)
             self._signature, self._deferred = signature, False
         assert self._plan is not None
         hold = None
@@ -238,11 +249,23 @@ class Adaptive:
             stored = np.where(capable, obs.v2g_floor_kwh, 0.0)  # above the emergency floor [kWh]
             minimum = stored + np.maximum(obs.remaining_kwh, 0.0)
             value = self.export_value
-            if value is None:
-                value = 2.0 * (2.0 * self.energy_value + self.quick_weight + float(np.abs(price).max()))
+            if value is None:  # above a kWh's value at most, fairness tranches included
+                tranche = FAIR_RATIO ** (len(self.fair_shares) - 1) if self.fair_shares else 0.0
+                most = (1.0 + tranche) * (2.0 * self.energy_value + self.quick_weight)
+                value = 2.0 * (most + float(np.abs(price).max()))
             v2g = V2GInput(discharge_max_a=np.where(capable, obs.ev_max_a, 0.0), stored_kwh=stored,
                            floor_kwh=np.zeros(len(caps)), min_departure_kwh=minimum, capacity_kwh=minimum,
                            export_kw=export, export_value=value)
+        fair = None
+        if self.fair_shares:
+            if len(self._arrived) != len(caps):
+                self._requested, self._arrived = np.zeros(len(caps)), np.full(len(caps), np.nan)
+            new = obs.connected & (obs.arrival != self._arrived)
+            self._requested = np.where(new, obs.remaining_kwh, self._requested)
+            self._arrived = np.where(new, obs.arrival, self._arrived)
+            had = np.maximum(self._requested - obs.remaining_kwh, 0.0)
+            fair = np.maximum(np.asarray(self.fair_shares)[None, :] * self._requested[:, None] - had[:, None], 0.0)
+            fair = np.where((caps > 0)[:, None], fair, 0.0)
         result = plan(PlanInput(
             start=obs.time, phases=phases, charge_phases=obs.phases.sum(axis=1), ev_max_a=ev_max,
             remaining_kwh=np.where(caps > 0, obs.remaining_kwh, 0.0), departure=obs.departure,
@@ -250,6 +273,7 @@ class Adaptive:
             phase_voltage=obs.phase_voltage, peak_weight=self.peak_weight, quick_weight=self.quick_weight,
             energy_value=self.energy_value, previous_a=previous, durations_s=durations, v2g=v2g,
             current_a=None if self._sent is None or len(self._sent) != len(caps) else np.minimum(self._sent, caps),
+            fair_kwh=fair,
         ))
         self.plans.append(result)
         return result

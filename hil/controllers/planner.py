@@ -14,6 +14,11 @@ and a few per cent of the headroom lost to each restart's ramp. Changing a port'
 the set point it has now (``PlanInput.current_a``) costs a little, so the ports charging go on, the others
 wait, and a port changes when its energy, its departure or the price says so.
 
+**Fairness** (``PlanInput.fair_kwh``): the energy that takes each session to a quarter, a half and three
+quarters of its request is worth more, each tranche ``FAIR_RATIO`` times the next. Planned for energy
+alone, heavy congestion starved sessions: a single-phase EV gives a third of the energy per A of a
+congested phase, so the LP left it nothing (at 7 % of nameplate a tenth of the sessions got none).
+
 **V2G** (optional, ``PlanInput.v2g``): a bidirectional EV may also discharge ``x[i, k]`` in the periods
 with an export request, never more than its discharge maximum, nor in total more than the request. Its
 stored energy ``E`` follows ``E[k+1] = E[k] + eta_c e r - e x / eta_d`` (``e``: kWh of 1 A for the
@@ -129,6 +134,15 @@ class PlanInput:
     period."""
     change_cost: float = 0.05
     """Cost of changing a port's rate in the first period from ``current_a`` [per kWh of 1 A in it]."""
+    fair_kwh: Array | None = None
+    """(ports, tranches) the energy each session still needs to reach each of a few shares of its request,
+    in increasing order (e.g. 25, 50 and 75 % of it, less what it has had) [kWh]. Energy in the last
+    tranche is worth ``fair_weight`` times the most a kWh is otherwise worth more, each tranche before it
+    ``FAIR_RATIO`` times as much again, so that under congestion every session reaches a share before any
+    session goes beyond it, even one whose energy costs three times the headroom (a single-phase EV on a
+    congested phase): a concave reward on each session's share, near max-min fairness. Without congestion
+    every tranche fills and nothing changes."""
+    fair_weight: float = 1.0
     finish_margin_s: float = 900.0
     """Plan each session to finish this long before its departure (where the stay allows), so that
     dispatch losses near the end do not leave it short [s]."""
@@ -403,6 +417,26 @@ def plan(p: PlanInput) -> Plan:
             ub.add(np.arange(len(j)), prev[j], -sign)
             ub.add(np.arange(len(j)), o_d + np.arange(len(j)), -1.0)
             ub.close(np.zeros(len(j)))
+    if p.fair_kwh is not None:
+        # y[i, j] <= tranche j's energy, and sum_j y[i, j] <= the energy planned for port i (net of discharge).
+        reach = np.asarray(p.fair_kwh, dtype=float).reshape(n, -1)
+        tranches = np.where(want[:, None], np.maximum(np.diff(reach, axis=1, prepend=0.0), 0.0), 0.0)
+        fi, fj = np.nonzero(tranches > 1e-9)
+        ports_f = np.unique(fi)
+        fair_row = np.full(n, -1)
+        fair_row[ports_f] = np.arange(len(ports_f))
+        o_y = n_var
+        n_var += len(fi)
+        most = 2.0 * p.energy_value + p.quick_weight  # a kWh's value at most (urgency 1, now) [per kWh]
+        c = np.concatenate((c, -p.fair_weight * most * FAIR_RATIO ** (tranches.shape[1] - 1 - fj)))
+        bounds = np.vstack((bounds, np.stack((np.zeros(len(fi)), tranches[fi, fj]), axis=1)))
+        ub.add(fair_row[fi], o_y + np.arange(len(fi)), 1.0)
+        mine = fair_row[idx_i] >= 0
+        ub.add(fair_row[idx_i[mine]], np.nonzero(mine)[0], -kwh_per_a[idx_i[mine], idx_k[mine]])
+        if mx:
+            gives = fair_row[xi] >= 0
+            ub.add(fair_row[xi[gives]], o_x + np.nonzero(gives)[0], kwh_per_a[xi[gives], xk[gives]])
+        ub.close(np.zeros(len(ports_f)))
     if p.current_a is not None:
         # h_i >= r[i, 0] - s_i and h_i >= s_i - r[i, 0] for the ports that may charge in the first period.
         j = np.nonzero(idx_k == 0)[0]
@@ -445,6 +479,11 @@ def plan(p: PlanInput) -> Plan:
     return Plan(p.start, rates, status, wallclock.perf_counter() - t0, period_start, end, discharge, exported,
                 _stored(p, v2g, bidir, rates, discharge, dur), shortfall, float(c @ solution))
 
+
+FAIR_RATIO = 4.0
+"""How much more a kWh of a fairness tranche is worth than one of the next: more than the three to one
+in energy per A of a phase between a three-phase and a single-phase EV, so that a share is reached
+whatever a session's phases."""
 
 SIFT_COLUMNS = 10_000
 """Charging cells from which a plan over many periods is solved by sifting (below: in one solve)."""

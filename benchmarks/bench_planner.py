@@ -33,9 +33,13 @@ def problem(n: int, seed: int = 7, coarse: bool = False) -> PlanInput:
     headroom = np.full((K, 3), 0.3 * (phases * ev_max[:, None]).sum(axis=0).max())
     hour = starts / 3600 % 24
     price = np.where((hour >= 12) & (hour < 18), 0.267, 0.0925)
-    now = np.where(rng.random(n) < 0.3, ev_max, 0.0)  # the set points sent now, as the controller passes them
+    # As the controller passes them: the set points sent now, and the fairness tranches (sessions that
+    # have had nothing yet: a quarter, half and three quarters of what they want).
+    now = np.where(rng.random(n) < 0.3, ev_max, 0.0)
+    fair = np.array([0.25, 0.5, 0.75])[None, :] * remaining[:, None]
     return PlanInput(start=0.0, phases=phases, ev_max_a=ev_max, remaining_kwh=remaining, departure=departure,
-                     headroom_a=headroom, price=price, peak_weight=0.05, durations_s=durations, current_a=now)
+                     headroom_a=headroom, price=price, peak_weight=0.05, durations_s=durations, current_a=now,
+                     fair_kwh=fair)
 
 
 def timed(p: PlanInput, sift: bool = True) -> tuple[float, planner.Plan]:

@@ -219,8 +219,8 @@ class Adaptive:
         return dispatched
 
     def _replan(self, obs: Observation, phases: Array, headroom: Array, caps: Array) -> Plan:
-        """A new plan: currents within ``headroom`` [A per phase] on the budgeted ``phases`` and within
-        ``caps`` [A], each port's energy counted on the phases of ``obs``."""
+        """A new plan: currents within ``headroom`` [A per phase] on ``phases`` (the observation's, where it
+        has them) and within ``caps`` [A], each port's energy counted on the phases of ``obs``."""
         capable = np.zeros(len(caps), dtype=bool)
         if self.v2g and obs.v2g_floor_kwh is not None:
             capable = obs.connected & (obs.v2g_floor_kwh > 0) & (phases.sum(axis=1) > 0)

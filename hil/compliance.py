@@ -159,9 +159,9 @@ def check(
     samples = np.asarray(current, dtype=float).reshape(len(times), -1)
     limits = np.asarray(limit, dtype=float)
     limits = np.broadcast_to(limits.reshape(len(times), -1) if limits.ndim else limits, samples.shape)
-    cuts = [ev.time for ev in events]
-    tw, cur = windows(times, samples, window_s, cuts)
-    _, lim = windows(times, limits, window_s, cuts)
+    phases = samples.shape[1]
+    tw, both = windows(times, np.concatenate((samples, limits), axis=1), window_s, [ev.time for ev in events])
+    cur, lim = both[:, :phases], both[:, phases:]
     tol = band(lim, alpha, beta)
     excess = np.maximum(cur - tol, 0.0)  # (windows, phases)
     above = (excess > 1e-9).any(axis=1)

@@ -27,7 +27,7 @@ from numpy.typing import NDArray
 
 from hil.controllers.allocation import MIN_CURRENT_A, admit, equal_share, quantise, water_fill
 from hil.controllers.observation import Array, Decision, Headroom, Observation, frozen
-from hil.controllers.planner import FAIR_RATIO, PERIOD_S, Plan, PlanInput, V2GInput, horizon_periods, plan
+from hil.controllers.planner import PERIOD_S, Plan, PlanInput, V2GInput, horizon_periods, most_per_kwh, plan
 from hil.scenarios import GridEvent, Tariff
 
 RAMP_UP_A_PER_S = 1.0
@@ -250,8 +250,7 @@ class Adaptive:
             minimum = stored + np.maximum(obs.remaining_kwh, 0.0)
             value = self.export_value
             if value is None:  # above a kWh's value at most, fairness tranches included
-                tranche = FAIR_RATIO ** (len(self.fair_shares) - 1) if self.fair_shares else 0.0
-                most = (1.0 + tranche) * (2.0 * self.energy_value + self.quick_weight)
+                most = most_per_kwh(self.energy_value, self.quick_weight, len(self.fair_shares))
                 value = 2.0 * (most + float(np.abs(price).max()))
             v2g = V2GInput(discharge_max_a=np.where(capable, obs.ev_max_a, 0.0), stored_kwh=stored,
                            floor_kwh=np.zeros(len(caps)), min_departure_kwh=minimum, capacity_kwh=minimum,
@@ -264,8 +263,8 @@ class Adaptive:
             self._requested = np.where(new, obs.remaining_kwh, self._requested)
             self._arrived = np.where(new, obs.arrival, self._arrived)
             had = np.maximum(self._requested - obs.remaining_kwh, 0.0)
+            # (The planner gives no tranche to a port it plans nothing for: remaining 0 where caps are 0.)
             fair = np.maximum(np.asarray(self.fair_shares)[None, :] * self._requested[:, None] - had[:, None], 0.0)
-            fair = np.where((caps > 0)[:, None], fair, 0.0)
         result = plan(PlanInput(
             start=obs.time, phases=phases, charge_phases=obs.phases.sum(axis=1), ev_max_a=ev_max,
             remaining_kwh=np.where(caps > 0, obs.remaining_kwh, 0.0), departure=obs.departure,

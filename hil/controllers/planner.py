@@ -427,7 +427,7 @@ def plan(p: PlanInput) -> Plan:
         fair_row[ports_f] = np.arange(len(ports_f))
         o_y = n_var
         n_var += len(fi)
-        most = 2.0 * p.energy_value + p.quick_weight  # a kWh's value at most (urgency 1, now) [per kWh]
+        most = most_per_kwh(p.energy_value, p.quick_weight)
         c = np.concatenate((c, -p.fair_weight * most * FAIR_RATIO ** (tranches.shape[1] - 1 - fj)))
         bounds = np.vstack((bounds, np.stack((np.zeros(len(fi)), tranches[fi, fj]), axis=1)))
         ub.add(fair_row[fi], o_y + np.arange(len(fi)), 1.0)
@@ -484,6 +484,13 @@ FAIR_RATIO = 4.0
 """How much more a kWh of a fairness tranche is worth than one of the next: more than the three to one
 in energy per A of a phase between a three-phase and a single-phase EV, so that a share is reached
 whatever a session's phases."""
+
+def most_per_kwh(energy_value: float, quick_weight: float, tranches: int = 0, fair_weight: float = 1.0) -> float:
+    """The most a charged kWh is worth in a plan with these weights [per kWh]: urgency 1, charged now, and in
+    the first of ``tranches`` fairness tranches (``PlanInput.fair_kwh``)."""
+    base = 2.0 * energy_value + quick_weight
+    return base * (1.0 + (fair_weight * FAIR_RATIO ** (tranches - 1) if tranches else 0.0))
+
 
 SIFT_COLUMNS = 10_000
 """Charging cells from which a plan over many periods is solved by sifting (below: in one solve)."""

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from hil.controllers.optimum import offline_optimum
 from hil.controllers.reference import CONTROLLERS
-from hil.metrics import measure
-from hil.scenarios import load_scenario
-from hil.simulation import simulate
+from hil.site.metrics import measure
+from hil.site.scenarios import load_scenario
+from hil.site.simulation import simulate
 
 CAPACITIES: tuple[tuple[float, float | None], ...] = ((0.30, 0.5), (0.20, 0.5), (0.13, 1.5), (0.10, 1.5), (0.07, None))
 """(share of nameplate, largest gap to the optimum [percentage points]; None: beyond the targets' range,

@@ -20,9 +20,9 @@ import numpy as np
 
 from hil.controllers.optimum import offline_min_cost
 from hil.controllers.reference import CONTROLLERS
-from hil.metrics import measure
-from hil.scenarios import load_scenario
-from hil.simulation import simulate
+from hil.site.metrics import measure
+from hil.site.scenarios import load_scenario
+from hil.site.simulation import simulate
 
 TARGET = 10_000
 TOU_TARGET = 0.25

@@ -339,10 +339,10 @@ def compare(
     controller, plots of the site current against the limit and band, per-port current and energy.
     """
     from hil.controllers.reference import CONTROLLERS
-    from hil.metrics import measure
+    from hil.site.metrics import measure
     from hil.plots import run_plots
-    from hil.scenarios import ScenarioError, load_scenario
-    from hil.simulation import simulate
+    from hil.site.scenarios import ScenarioError, load_scenario
+    from hil.site.simulation import simulate
 
     names = [c.strip() for c in controllers.split(",") if c.strip()]
     unknown = [c for c in names if c not in CONTROLLERS]
@@ -398,9 +398,9 @@ def recommend(
     best wins, unless a more complex one cuts the bill by 10 % or more without leaving sessions short.
     Prints the numbers behind the choice.
     """
-    from hil.recommend import ARCHITECTURES, SiteProfile
-    from hil.recommend import recommend as choose
-    from hil.scenarios import ScenarioError
+    from hil.site.recommend import ARCHITECTURES, SiteProfile
+    from hil.site.recommend import recommend as choose
+    from hil.site.scenarios import ScenarioError
 
     if uptime not in ("normal", "high"):
         err.print(f"error: --uptime must be normal or high, not {uptime!r}")
@@ -590,7 +590,7 @@ def selftest(
     Exit status 0 when every defect was caught by every test expected to catch it, 1 otherwise, 2 for a
     bad catalogue.
     """
-    from hil import selftest as st
+    from hil.site import selftest as st
 
     run_dir = _new_run_dir(reports)
     try:

@@ -16,8 +16,8 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from hil.compliance import band, windows  # noqa: E402
-from hil.simulation import RunResult  # noqa: E402
+from hil.compliance.check import band, windows  # noqa: E402
+from hil.site.simulation import RunResult  # noqa: E402
 
 MAX_POINTS = 4000
 """Traces are reduced to this many points, keeping each bin's maximum so peaks stay visible."""

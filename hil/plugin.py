@@ -27,7 +27,7 @@ from hil.instruments.energy_meter import EnergyMeter
 from hil.instruments.errors import InstrumentError
 from hil.instruments.ev_simulator import EVSimulator
 from hil.instruments.power_source import PowerSource
-from hil.monitor import RATE_HZ, Monitor
+from hil.compliance.monitor import RATE_HZ, Monitor
 from hil.ocpp.fixtures import booted16, booted201, cp16, cs201, csms, scripted16  # noqa: F401 - OCPP suite fixtures
 from hil.plant import Plant
 from hil.report import transcripts

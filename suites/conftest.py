@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import pytest
 
-from hil.load_limit import Condition, SiteVerdict, controller_factory, record, run_condition
+from hil.site.conditions import Condition, SiteVerdict, controller_factory, record, run_condition
 from hil.report.measurement import Measurements, slug
 from hil.rig.model import RigSpec
 

@@ -19,7 +19,7 @@ import numpy as np
 from hil.controllers.allocation import water_fill
 from hil.controllers.observation import STALE_METER_S, Array, Controller, Decision, Observation
 from hil.controllers.reference import Parallel, declared_unmanaged_a
-from hil.scenarios import Scenario
+from hil.site.scenarios import Scenario
 
 
 def _parallel(scenario: Scenario) -> Parallel:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from hil.controllers.optimum import offline_optimum
 from hil.controllers.reference import CONTROLLERS
-from hil.metrics import measure
-from hil.scenarios import Scenario, Session, Tariff, load_scenario
-from hil.simulation import SimulationConfig, simulate
+from hil.site.metrics import measure
+from hil.site.scenarios import Scenario, Session, Tariff, load_scenario
+from hil.site.simulation import SimulationConfig, simulate
 
 
 def test_offline_optimum_bounds_every_controller() -> None:

@@ -9,11 +9,11 @@ from dataclasses import dataclass, field, replace
 
 import pytest
 
-from hil.compliance import SETTLING_S, ComplianceReport, Event, check
+from hil.compliance.check import SETTLING_S, ComplianceReport, Event, check
 from hil.controllers.observation import Controller, Decision, Observation
 from hil.controllers.reference import CONTROLLERS
-from hil.scenarios import GridEvent, Scenario, Session, Tariff
-from hil.simulation import RunResult, SimulationConfig, simulate
+from hil.site.scenarios import GridEvent, Scenario, Session, Tariff
+from hil.site.simulation import RunResult, SimulationConfig, simulate
 from broken_controllers import CATALOGUE, CAUGHT_BY
 
 REFERENCES = ("parallel", "sequential", "adaptive")

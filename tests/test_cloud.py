@@ -18,13 +18,13 @@ from hil.controllers.cloud import (
     FLOOR_PROFILE_ID, LEASE_PROFILE_ID, CloudManaged, offline_share, plan_changes, quantise_profile,
     station_max_profile, tx_profile,
 )
-from hil.controllers.cloud_site import CloudSiteResult, run_cloud_site
+from hil.site.cloud_run import CloudSiteResult, run_cloud_site
 from hil.controllers.reference import Parallel
-from hil.metrics import measure
+from hil.site.metrics import measure
 from hil.ocpp import smart_charging as sc
 from hil.ocpp.uplink import Calendar
-from hil.scenarios import GridEvent, Scenario, Session, load_tariff, load_scenario
-from hil.simulation import SimulationConfig, simulate
+from hil.site.scenarios import GridEvent, Scenario, Session, load_tariff, load_scenario
+from hil.site.simulation import SimulationConfig, simulate
 
 
 def three_evs() -> Scenario:

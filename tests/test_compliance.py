@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hil.compliance import Event, band, check, windows
+from hil.compliance.check import Event, band, check, windows
 
 DT = 1.0
 STEP_AT = 100.0

@@ -11,9 +11,9 @@ import pytest
 
 from hil.controllers.observation import Controller, Decision, Headroom, Observation
 from hil.controllers.reference import CONTROLLERS, declared_unmanaged_a
-from hil.metrics import measure
-from hil.scenarios import GridEvent, Scenario, Session, Tariff
-from hil.simulation import SimulationConfig, simulate
+from hil.site.metrics import measure
+from hil.site.scenarios import GridEvent, Scenario, Session, Tariff
+from hil.site.simulation import SimulationConfig, simulate
 
 REFERENCES = ("parallel", "sequential", "adaptive")
 LIMIT_A = 80.0

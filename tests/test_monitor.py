@@ -15,7 +15,7 @@ from hil.clock import ScaledClock
 from hil.emulators.loop import EmulatorLoop
 from hil.emulators.modbus_meter import ModbusMeterEmulator
 from hil.instruments.energy_meter import EnergyMeter
-from hil.monitor import Monitor
+from hil.compliance.monitor import Monitor
 from hil.plant import Plant, Port, Site
 
 SCALE = 10.0

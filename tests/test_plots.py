@@ -8,8 +8,8 @@ import numpy as np
 
 from hil import plots
 from hil.controllers.reference import CONTROLLERS
-from hil.scenarios import load_scenario
-from hil.simulation import SimulationConfig, simulate
+from hil.site.scenarios import load_scenario
+from hil.site.simulation import SimulationConfig, simulate
 
 
 def test_session_charge_ends_at_the_delivered_share_and_is_empty_between_sessions(tmp_path: Path) -> None:

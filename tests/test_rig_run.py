@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from hil.controllers.reference import Parallel
-from hil.controllers.rig_run import RigRunResult, rig_for, run_on_rig
-from hil.metrics import measure
-from hil.scenarios import GridEvent, Scenario, Session, load_tariff
-from hil.simulation import SimulationConfig, simulate
+from hil.site.rig_run import RigRunResult, rig_for, run_on_rig
+from hil.site.metrics import measure
+from hil.site.scenarios import GridEvent, Scenario, Session, load_tariff
+from hil.site.simulation import SimulationConfig, simulate
 
 THREE = (0, 1, 2)
 SCALE = 10.0  # 400 simulated seconds in 40 s: room for the loop on a loaded 2-core machine

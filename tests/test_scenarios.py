@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hil.scenarios import FIXTURES, ScenarioError, load_scenario, load_sessions_csv, load_tariff, scenario_names
+from hil.site.scenarios import FIXTURES, ScenarioError, load_scenario, load_sessions_csv, load_tariff, scenario_names
 
 
 @pytest.mark.parametrize("name", scenario_names())

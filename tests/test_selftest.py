@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hil import selftest
+from hil.site import selftest
 
 CATALOGUE = Path(__file__).with_name("broken_controllers.py")
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from hil.controllers.reference import CONTROLLERS, Parallel, Sequential
-from hil.metrics import measure
-from hil.scenarios import load_scenario
-from hil.simulation import SimulationConfig, simulate
+from hil.site.metrics import measure
+from hil.site.scenarios import load_scenario
+from hil.site.simulation import SimulationConfig, simulate
 
 
 @pytest.fixture(scope="module")

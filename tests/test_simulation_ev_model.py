@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from hil.controllers.observation import Decision, Observation
-from hil.scenarios import Scenario, Session, Tariff
-from hil.simulation import SimulationConfig, simulate
+from hil.site.scenarios import Scenario, Session, Tariff
+from hil.site.simulation import SimulationConfig, simulate
 
 EVERY_STEP = dict(record_ports_every=1.0)
 """Per-port traces at every step (``RunResult.port_a`` has one row more, never written: compare ``[:len(t)]``)."""

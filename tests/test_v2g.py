@@ -8,9 +8,9 @@ from hypothesis import strategies as st
 
 from hil.controllers.reference import Parallel
 from hil.controllers.v2g import SmartGrid, max_discharge
-from hil.metrics import measure
-from hil.scenarios import GridEvent, Scenario, Session, load_tariff
-from hil.simulation import HOUR, simulate
+from hil.site.metrics import measure
+from hil.site.scenarios import GridEvent, Scenario, Session, load_tariff
+from hil.site.simulation import HOUR, simulate
 
 energies = st.floats(0, 100)
 

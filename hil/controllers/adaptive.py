@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 from hil.controllers.allocation import MIN_CURRENT_A, admit, equal_share, quantise, water_fill
 from hil.controllers.observation import Array, Decision, Headroom, Observation, frozen
 from hil.controllers.planner import PERIOD_S, Plan, PlanInput, V2GInput, horizon_periods, most_per_kwh, plan
-from hil.scenarios import GridEvent, Tariff
+from hil.site.scenarios import GridEvent, Tariff
 
 RAMP_UP_A_PER_S = 1.0
 RAMP_STEP_S = 10.0

@@ -32,7 +32,7 @@ A transaction that starts offline draws the TxDefaultProfile (0 A) until the CSM
 it; a running one keeps its TxProfile, capped by the floor once the lease has expired.
 
 ``CloudManaged`` models that path in the fast in-memory loop (decision period, message latency, the
-decrease-then-increase order, the TxDefaultProfile for new sessions; no outage, so no floor or lease). ``hil.controllers.cloud_site`` runs
+decrease-then-increase order, the TxDefaultProfile for new sessions; no outage, so no floor or lease). ``hil.site.cloud_run`` runs
 it for real: evhil's CSMS sends SetChargingProfile over OCPP-J WebSockets to evhil's charge point
 emulators, whose connectors are plant ports. Both use ``plan_changes`` and ``tx_profile`` below.
 

@@ -14,7 +14,7 @@ from scipy.optimize import linprog
 
 from hil.controllers.observation import Array
 from hil.controllers.planner import PERIOD_S
-from hil.scenarios import Scenario, Session
+from hil.site.scenarios import Scenario, Session
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class _Day:
 
 
 def _day(scenario: Scenario, sessions: list[Session], period_s: float) -> _Day:
-    from hil.simulation import limit_trace
+    from hil.site.simulation import limit_trace
 
     K = int(np.ceil(scenario.duration / period_s))
     t = np.arange(K) * period_s

@@ -18,7 +18,7 @@ import numpy as np
 
 from hil.controllers.allocation import MIN_CURRENT_A, equal_share, quantise
 from hil.controllers.observation import Array, Budget, Controller, Decision, Headroom, Observation, frozen
-from hil.scenarios import Scenario
+from hil.site.scenarios import Scenario
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """F3: the CSMS of a cloud-managed site is unreachable for 30 minutes, and the site limit drops to 60 % a
 second into the outage, so the CSMS cannot deliver the lower limit.
 
-The site runs for real (``hil.controllers.cloud_site``): evhil's CSMS allocates with the parallel controller
+The site runs for real (``hil.site.cloud_run``): evhil's CSMS allocates with the parallel controller
 and sends OCPP 1.6 profiles over WebSockets to four charge point emulators on plant ports; the network of
 every charge point is cut through the control seam. Everything runs on one scaled clock (40 x), so the
 33-minute scenario takes about 50 s.
@@ -22,11 +22,11 @@ import matplotlib
 import numpy as np
 import pytest
 
-from hil.compliance import SETTLING_S, Event, band, check
-from hil.controllers.cloud_site import CloudSiteResult, Outage, run_cloud_site
-from hil.load_limit import controller_factory
+from hil.compliance.check import SETTLING_S, Event, band, check
+from hil.site.cloud_run import CloudSiteResult, Outage, run_cloud_site
+from hil.site.conditions import controller_factory
 from hil.report.measurement import Measurements
-from hil.scenarios import GridEvent, Scenario, Session, load_tariff
+from hil.site.scenarios import GridEvent, Scenario, Session, load_tariff
 
 matplotlib.use("Agg")
 from matplotlib import pyplot as plt  # noqa: E402 - after choosing the backend

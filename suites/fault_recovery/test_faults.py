@@ -14,13 +14,13 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from hil.controllers.rig_run import Action, RigSite
+from hil.site.rig_run import Action, RigSite
 from hil.emulators.faults import ALL_IDS
 from hil.instruments.chademo import SILENCE_TIMEOUT_S
-from hil.load_limit import SCALE, Condition, SiteVerdict, ev, site
+from hil.site.conditions import SCALE, Condition, SiteVerdict, ev, site
 from hil.plant.power_stage import Protection
 from hil.report.measurement import Measurements
-from hil.scenarios import GridEvent
+from hil.site.scenarios import GridEvent
 
 CONTROLLERS = ("parallel", "adaptive")
 LIMIT_A = 80.0

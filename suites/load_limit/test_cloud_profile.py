@@ -2,7 +2,7 @@
 delivers the new allocation to the charge points as OCPP 1.6 charging profiles, judged with the cloud
 settling time (60 s).
 
-The site runs for real (``hil.controllers.cloud_site``): evhil's CSMS allocates with the parallel controller
+The site runs for real (``hil.site.cloud_run``): evhil's CSMS allocates with the parallel controller
 every 15 s and sends SetChargingProfile over WebSockets to four charge point emulators on plant ports,
 decreases first; each charge point also holds the ChargePointMaxProfile floor and lease the CSMS installed
 at boot (``hil.controllers.cloud``). On a clock scaled 6 x the two minutes take about 20 s.
@@ -15,11 +15,11 @@ import asyncio
 import numpy as np
 import pytest
 
-from hil.compliance import SETTLING_S, Event, band, check
-from hil.controllers.cloud_site import run_cloud_site
-from hil.load_limit import controller_factory
+from hil.compliance.check import SETTLING_S, Event, band, check
+from hil.site.cloud_run import run_cloud_site
+from hil.site.conditions import controller_factory
 from hil.report.measurement import Measurements
-from hil.scenarios import GridEvent, Scenario, Session, load_tariff
+from hil.site.scenarios import GridEvent, Scenario, Session, load_tariff
 
 SCALE = 6.0
 """Simulated seconds per wall-clock second."""

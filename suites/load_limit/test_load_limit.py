@@ -1,7 +1,7 @@
 """Load-limit compliance: does the site stay inside its limit when the limit, the EVs or the building
 change? Each condition runs with every reference controller through the rig's drivers (power sources over
 SCPI, meters over Modbus, EVs over CAN) and is judged on the reference meter, sampled at 10 Hz, with the
-controller's settling time (``hil.compliance``). Plain plug-in is the negative control: it must fail.
+controller's settling time (``hil.compliance.check``). Plain plug-in is the negative control: it must fail.
 
 The site: four 22 kW ports (32 A per phase) behind a feeder of 80 A per phase unless a condition says
 otherwise, so four EVs want more than the feeder has.
@@ -14,9 +14,9 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from hil.load_limit import Condition, SiteVerdict, ev, site
+from hil.site.conditions import Condition, SiteVerdict, ev, site
 from hil.report.measurement import Measurements
-from hil.scenarios import GridEvent
+from hil.site.scenarios import GridEvent
 
 CONTROLLERS = ("plain", "sequential", "parallel", "adaptive")
 LIMIT_A = 80.0

@@ -11,7 +11,7 @@ import pytest
 
 from hil.instruments.ev_simulator import EVSimulator
 from hil.instruments.power_source import PowerSource
-from hil.monitor import Monitor
+from hil.compliance.monitor import Monitor
 from hil.report.measurement import Measurements
 from hil.rig.rig import Rig
 

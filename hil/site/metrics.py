@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from hil.compliance import SETTLING_S, ComplianceReport, Event, check
-from hil.simulation import RunResult
+from hil.compliance.check import SETTLING_S, ComplianceReport, Event, check
+from hil.site.simulation import RunResult
 
 MET_KWH = 0.1
 """A session is fully met when less than this is missing [kWh]."""

@@ -25,7 +25,7 @@ from typing import IO, Any
 import numpy as np
 
 from hil.clock import Clock
-from hil.compliance import ComplianceReport, Event, band, check
+from hil.compliance.check import ComplianceReport, Event, band, check
 from hil.instruments.energy_meter import EnergyMeter
 from hil.instruments.errors import InstrumentError
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from hil.controllers.reference import CONTROLLERS
-from hil.metrics import RunMetrics, measure
-from hil.scenarios import Scenario, load_scenario
-from hil.simulation import simulate
+from hil.site.metrics import RunMetrics, measure
+from hil.site.scenarios import Scenario, load_scenario
+from hil.site.simulation import simulate
 
 ARCHITECTURES: list[tuple[str, str]] = [
     ("plain", "plain plug-in"),

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hil.load_limit import DETECTION, import_file
+from hil.site.conditions import DETECTION, import_file
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITES = ("load_limit", "fault_recovery")

@@ -2,7 +2,7 @@
 the rig while it runs, run with a controller through the rig's drivers and judged on the reference meter.
 
 The load-limit and fault-recovery suites are lists of ``Condition``; ``run_condition`` runs one with one
-controller (``hil.controllers.rig_run.run_on_rig`` with a 10 Hz monitor) and returns a ``SiteVerdict``: the
+controller (``hil.site.rig_run.run_on_rig`` with a 10 Hz monitor) and returns a ``SiteVerdict``: the
 compliance report with the architecture's settling time, and the run behind it. ``record`` turns a verdict
 into measurements with their limits, the plots and the traces of the test's report. ``hil selftest`` runs
 the same conditions with deliberately broken controllers.
@@ -27,13 +27,13 @@ from types import ModuleType
 
 import numpy as np
 
-from hil.compliance import SETTLING_S, ComplianceReport
+from hil.compliance.check import SETTLING_S, ComplianceReport
 from hil.controllers.observation import Controller
 from hil.controllers.reference import CONTROLLERS
-from hil.controllers.rig_run import Action, RigRunResult, run_on_rig
-from hil.monitor import RATE_HZ
+from hil.site.rig_run import Action, RigRunResult, run_on_rig
+from hil.compliance.monitor import RATE_HZ
 from hil.rig.rig import Rig
-from hil.scenarios import GridEvent, Scenario, Session, Tariff
+from hil.site.scenarios import GridEvent, Scenario, Session, Tariff
 
 SCALE = 10.0
 """Clock scale of the emulated site rigs: fast enough for CI, slow enough that the 10 Hz monitor and the

@@ -18,8 +18,8 @@ points' OCPP timing and the CSMS's periods, so a 30-minute CSMS outage (``Outage
 charge point is cut) runs in a minute. The outage record compares, per charge point, the transaction
 messages it produced with what the CSMS received.
 
-The result is a ``hil.simulation.RunResult`` (site current sampled at ``sample_s`` from the site meter),
-so ``hil.metrics.measure`` judges it exactly as it judges an in-memory run.
+The result is a ``hil.site.simulation.RunResult`` (site current sampled at ``sample_s`` from the site meter),
+so ``hil.site.metrics.measure`` judges it exactly as it judges an in-memory run.
 
 Units: simulated seconds (the scenario's times), A per phase, kWh.
 """
@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from hil.clock import ScaledClock
-from hil.compliance import band, windows
+from hil.compliance.check import band, windows
 from hil.controllers.cloud import (
     FLOOR_PROFILE_ID, LEASE_PROFILE_ID, offline_share, plan_changes, quantise_profile, station_max_profile,
     tx_default_profile, tx_profile,
@@ -48,8 +48,8 @@ from hil.ocpp.outlet import Outlet
 from hil.ocpp.rpc import CALL, CALLRESULT, Frame
 from hil.ocpp.uplink import BackOff, Calendar
 from hil.plant import EV, Battery, Plant, PlantRunner, Port, Site
-from hil.scenarios import Scenario
-from hil.simulation import RunResult, SimulationConfig, event_times, limit_trace
+from hil.site.scenarios import Scenario
+from hil.site.simulation import RunResult, SimulationConfig, event_times, limit_trace
 
 CALL_TIMEOUT_S = 1.0
 """How long the CSMS waits for a charge point's answer [wall-clock s]: loopback answers take milliseconds,

@@ -25,10 +25,10 @@ Every ``control_period`` simulated seconds ``RigSite.step``
    an AC port): the AC-equivalent current the port meter then reads. Writes run in the background too,
    newest value first, so a slow or lossy bus to the chargers delays set points without stalling the loop.
 
-With ``monitor_hz`` set, a ``hil.monitor.Monitor`` samples the reference meter at that rate into the
+With ``monitor_hz`` set, a ``hil.compliance.monitor.Monitor`` samples the reference meter at that rate into the
 series the load-limit suites judge; every event (arrivals, limit changes, demand response, actions) goes
-to its log. The result carries a ``hil.simulation.RunResult`` built from the controller's own site
-readings, so ``hil.metrics.measure`` compares it with the in-memory run.
+to its log. The result carries a ``hil.site.simulation.RunResult`` built from the controller's own site
+readings, so ``hil.site.metrics.measure`` compares it with the in-memory run.
 
 Units: simulated seconds, A per phase, kWh, W, V.
 """
@@ -48,11 +48,11 @@ from hil.instruments.chademo import SILENCE_TIMEOUT_S
 from hil.instruments.energy_meter import EnergyMeter, MeterValues
 from hil.instruments.errors import InstrumentError
 from hil.instruments.power_source import PowerSource
-from hil.monitor import LoggedEvent, Monitor
+from hil.compliance.monitor import LoggedEvent, Monitor
 from hil.rig.model import RigSpec
 from hil.rig.rig import Rig
-from hil.scenarios import GridEvent, Scenario
-from hil.simulation import RunResult, SimulationConfig, event_times, limit_trace
+from hil.site.scenarios import GridEvent, Scenario
+from hil.site.simulation import RunResult, SimulationConfig, event_times, limit_trace
 
 SOURCE_PROFILES = ("keysight_rp7900", "ea_psb10000")
 """Alternated across the ports of ``rig_for``: the controller must not care which dialect a port speaks."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hil.controllers.observation import Array, Controller, Observation, frozen
-from hil.scenarios import Scenario
+from hil.site.scenarios import Scenario
 
 HOUR = 3600.0
 

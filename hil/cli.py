@@ -571,10 +571,6 @@ def charge_point(
         asyncio.run(emulate_cp())
 
 
-if __name__ == "__main__":
-    app()
-
-
 @app.command()
 def selftest(
     catalogue: Annotated[Path, typer.Option(help="catalogue of broken controllers (CATALOGUE, CAUGHT_BY)")] = ROOT / "tests" / "broken_controllers.py",
@@ -614,3 +610,27 @@ def selftest(
         out.print(f"written: {json_path}")
     out.print(f"results: {run_dir}/run-record.json", highlight=False)
     raise typer.Exit(0 if all(s.caught for s in results) else 1)
+
+
+@app.command("do")
+def do(
+    url: Annotated[str, typer.Argument(help="the action's address on a service port, e.g. http://127.0.0.1:9402/plug_in")],
+    values: Annotated[Optional[list[str]], typer.Argument(help="the action's values: key=text or key:=json",
+                                                          show_default=False)] = None,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for the answer")] = 60.0,
+) -> None:
+    """Ask a service port (``hil charge-point --control-port``, ``hil csms --operator-port``, a product's
+    own) to carry out one action and print its result as JSON: the command a rig file's ``command``
+    adapter runs. Exit status 1 with the device's message when it refuses or fails."""
+    from hil.service_port import ServicePortError, call, parse_values
+
+    try:
+        result = call(url, timeout=timeout, **parse_values(values or []))
+    except (ServicePortError, ValueError) as exc:
+        err.print(f"error: {escape(str(exc))}", highlight=False)
+        raise typer.Exit(1) from None
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    app()

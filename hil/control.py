@@ -7,7 +7,7 @@ and a real charger on a bench. The rig file picks the adapter (``dut.control.ada
 
 - ``emulated``: calls the in-process emulator;
 - ``command``: runs one shell command per action, with ``{connector}``, ``{token}`` and ``{error}``
-  filled in (how labs script a charger's test mode); a non-zero exit or a timeout is an error naming
+  (``set_site_limit``: ``{limit}`` in A per phase and ``{delay}`` in s) filled in (how labs script a charger's test mode); a non-zero exit or a timeout is an error naming
   the command;
 - ``prompt``: asks the person at the bench to do it and waits for Enter, up to the timeout.
 
@@ -24,6 +24,8 @@ from typing import Protocol
 
 ACTIONS = ("plug_in", "unplug", "present_token", "cut_network", "restore_network", "raise_fault", "clear_fault",
            "power_off", "power_on", "ev_suspend", "ev_resume", "unplug_ev_side", "plug_in_ev_side", "bay_enter", "bay_leave")
+SITE_ACTIONS = ("set_site_limit",)
+"""What a suite asks of a site's load manager under test, besides the charger actions."""
 
 
 class ControlError(RuntimeError):
@@ -71,6 +73,16 @@ class Control(Protocol):
         ...
 
     async def bay_leave(self, connector: int = 1) -> None: ...
+
+
+class SiteControl(Protocol):
+    """What a suite tells the load manager of a site under test; everything else (EVs, the building's load,
+    meter faults, the network) the suite does to the site itself."""
+
+    async def set_site_limit(self, limit_a: float, delay_s: float = 0.0) -> None:
+        """The feeder limit the site must keep [A per phase], in force ``delay_s`` [s] from now (0: now; more:
+        demand response announced ahead)."""
+        ...
 
 
 async def run_command(commands: dict[str, str], action: str, timeout: float, known: tuple[str, ...],
@@ -154,6 +166,10 @@ class CommandControl:
     async def bay_leave(self, connector: int = 1) -> None:
         await self._run("bay_leave", connector=connector)
 
+    async def set_site_limit(self, limit_a: float, delay_s: float = 0.0) -> None:
+        await run_command(self.commands, "set_site_limit", self.timeout, SITE_ACTIONS, limit=f"{limit_a:g}",
+                          delay=f"{delay_s:g}")
+
 
 class PromptControl:
     """Asks the person at the bench to carry out each action and waits for Enter."""
@@ -216,6 +232,10 @@ class PromptControl:
 
     async def bay_leave(self, connector: int = 1) -> None:
         await self._ask(f"Drive the vehicle out of the parking bay of connector {connector}")
+
+    async def set_site_limit(self, limit_a: float, delay_s: float = 0.0) -> None:
+        when = "now" if delay_s <= 0 else f"from {delay_s:g} s from now"
+        await self._ask(f"Set the site limit of the load manager to {limit_a:g} A per phase, {when}")
 
 
 CSMS_ACTIONS = ("remote_start", "remote_stop", "reset", "unlock", "get_configuration", "change_configuration",

@@ -132,6 +132,8 @@ class ControlSpec(Strict):
             "plug_in", "unplug", "present_token", "cut_network", "restore_network", "raise_fault",
             "clear_fault", "power_off", "power_on", "ev_suspend", "ev_resume",
             "unplug_ev_side", "plug_in_ev_side", "bay_enter", "bay_leave",
+            # a site's load manager under test (see hil.control.SiteControl)
+            "set_site_limit",
             # a CSMS under test: what its operator does (see hil.control.CommandOperator)
             "remote_start", "remote_stop", "reset", "unlock", "get_configuration", "change_configuration",
             "clear_cache", "set_charging_profile", "clear_charging_profile", "get_composite_schedule",

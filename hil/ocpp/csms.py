@@ -16,6 +16,7 @@ import asyncio
 import base64
 import itertools
 import logging
+import re
 import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -26,9 +27,11 @@ from typing import Any
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
+from hil.ocpp.conformance import ConformanceFailure
 from hil.ocpp.peer import Peer
-from hil.ocpp.rpc import SUBPROTOCOLS, VERSION_OF_SUBPROTOCOL, Connection, bounded
-from hil.ocpp.schemas import Version
+from hil.ocpp.rpc import (SUBPROTOCOLS, VERSION_OF_SUBPROTOCOL, CallError, CallTimeout, Connection, ConnectionClosed,
+                          bounded)
+from hil.ocpp.schemas import SchemaViolation, Version
 from hil.ocpp.smart_charging import format_datetime
 
 log = logging.getLogger(__name__)
@@ -75,49 +78,152 @@ class Session(Peer):
         return next(self._transaction_ids)
 
 
+class OperatorError(RuntimeError):
+    """An operator request failed: the charge point is not connected, answered a CALLERROR, did not answer
+    in time, or the request does not fit its OCPP version."""
+
+
+_VARIABLE_KEY = re.compile(r"^(?P<component>[^.\[\]]+)(?:\[evse (?P<evse>\d+)(?:/(?P<connector>\d+))?\])?"
+                           r"\.(?P<variable>[^.\[\]]+)(?:\[(?P<instance>[^\[\]]+)\])?$")
+_remote_start_ids = itertools.count(1)
+
+
+def variable_of_key(key: str) -> dict[str, Any]:
+    """A 2.0.1 GetVariableData / SetVariableData address (``component``, ``variable``) from a configuration
+    key written as the device model labels it: ``Component.Variable``, optionally ``Variable[instance]`` and
+    ``Component[evse E]`` or ``Component[evse E/C]`` (``OCPPCommCtrlr.MessageTimeout[Default]``,
+    ``EVSE[evse 1].AvailabilityState``); ``OperatorError`` names a key of another form."""
+    m = _VARIABLE_KEY.match(key)
+    if m is None:
+        raise OperatorError(f"configuration key {key!r}: OCPP 2.0.1 needs Component.Variable "
+                            "(optionally Component[evse E/C].Variable[instance])")
+    component: dict[str, Any] = {"name": m["component"]}
+    if m["evse"]:
+        component["evse"] = {"id": int(m["evse"])} | ({"connectorId": int(m["connector"])} if m["connector"] else {})
+    variable: dict[str, Any] = {"name": m["variable"]} | ({"instance": m["instance"]} if m["instance"] else {})
+    return {"component": component, "variable": variable}
+
+
+def _present(**fields: Any) -> dict[str, Any]:
+    return {k: v for k, v in fields.items() if v is not None}
+
+
 class HarnessOperator:
-    """The operator console of evhil's CSMS when it is the reference CSMS under test (``hil.control.Operator``):
-    each action sends the 1.6 request to the charge point in the background; the answer lands in the
-    trace."""
+    """The operator console of evhil's CSMS for one charge point (``hil.control.Operator`` and more): the
+    reference CSMS under test in the suites, and ``hil csms --operator-port`` out of process.
 
-    def __init__(self, session: Session) -> None:
+    Each action sends the request of the charge point's OCPP version and returns its CALLRESULT payload
+    (the answer also lands in the trace); ``OperatorError`` names a CALLERROR, no answer within ``timeout``
+    [s] (default: the CSMS's response timeout), or a charge point that is not connected. For 2.0.1 a
+    connector is the EVSE id (connector 1 of it where the request names one), ``reset`` kinds Hard and Soft
+    are Immediate and OnIdle, and configuration keys are ``Component.Variable`` (see ``variable_of_key``).
+    ``profile`` is an OCPP-J charging profile of the charge point's version, ``duration`` in s.
+    """
+
+    def __init__(self, session: Session, timeout: float | None = None) -> None:
         self.session = session
-        self.tasks: set[asyncio.Task[Any]] = set()
+        self.timeout = session.csms.response_timeout if timeout is None else timeout
 
-    def _send(self, action: str, payload: dict[str, Any]) -> None:
-        task = asyncio.ensure_future(self.session.call(action, payload))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+    @property
+    def v201(self) -> bool:
+        return self.session.version == "2.0.1"
 
-    async def remote_start(self, connector: int, token: str) -> None:
-        self._send("RemoteStartTransaction", {"connectorId": connector, "idTag": token})
+    async def request(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Send ``action`` to the charge point and return its CALLRESULT payload (``OperatorError`` otherwise)."""
+        cs = self.session.id
+        if not self.session.connected:
+            raise OperatorError(f"{action} not sent: charge point {cs} is not connected")
+        try:
+            return await self.session.call(action, payload, timeout=self.timeout)
+        except CallError as exc:
+            raise OperatorError(f"charge point {cs} answered {action} with CALLERROR {exc}") from None
+        except CallTimeout:
+            raise OperatorError(f"charge point {cs} did not answer {action} within {self.timeout:g} s") from None
+        except (ConnectionClosed, ConformanceFailure):
+            raise OperatorError(f"{action} not sent: charge point {cs} is not connected") from None
+        except SchemaViolation as exc:
+            raise OperatorError(f"{action} to charge point {cs} (OCPP {self.session.version}): {exc}") from None
 
-    async def remote_stop(self, transaction: int) -> None:
-        self._send("RemoteStopTransaction", {"transactionId": transaction})
+    async def remote_start(self, connector: int, token: str, profile: dict[str, Any] | None = None,
+                           token_type: str = "ISO14443") -> dict[str, Any]:
+        """RemoteStartTransaction (2.0.1: RequestStartTransaction; ``token_type`` is its idToken type)."""
+        if self.v201:
+            return await self.request("RequestStartTransaction", _present(
+                evseId=connector or None, idToken={"idToken": token, "type": token_type},
+                remoteStartId=next(_remote_start_ids), chargingProfile=profile))
+        return await self.request("RemoteStartTransaction", _present(connectorId=connector, idTag=token,
+                                                                     chargingProfile=profile))
 
-    async def reset(self, kind: str) -> None:
-        self._send("Reset", {"type": kind})
+    async def remote_stop(self, transaction: int | str) -> dict[str, Any]:
+        if self.v201:
+            return await self.request("RequestStopTransaction", {"transactionId": str(transaction)})
+        return await self.request("RemoteStopTransaction", {"transactionId": transaction})
 
-    async def unlock(self, connector: int) -> None:
-        self._send("UnlockConnector", {"connectorId": connector})
+    async def reset(self, kind: str) -> dict[str, Any]:
+        """``kind``: Hard or Soft (2.0.1 also Immediate or OnIdle)."""
+        if self.v201:
+            return await self.request("Reset", {"type": {"Hard": "Immediate", "Soft": "OnIdle"}.get(kind, kind)})
+        return await self.request("Reset", {"type": kind})
 
-    async def get_configuration(self, key: str | None = None) -> None:
-        self._send("GetConfiguration", {"key": [key]} if key else {})
+    async def unlock(self, connector: int) -> dict[str, Any]:
+        if self.v201:
+            return await self.request("UnlockConnector", {"evseId": connector, "connectorId": 1})
+        return await self.request("UnlockConnector", {"connectorId": connector})
 
-    async def change_configuration(self, key: str, value: str) -> None:
-        self._send("ChangeConfiguration", {"key": key, "value": value})
+    async def get_configuration(self, key: str | None = None) -> dict[str, Any]:
+        """GetConfiguration of ``key`` (None: all); 2.0.1: GetVariables of ``key``, which it needs."""
+        if self.v201:
+            if not key:
+                raise OperatorError("GetVariables needs a key Component.Variable (OCPP 2.0.1 reads all "
+                                    "variables with GetBaseReport, answered by NotifyReport)")
+            return await self.request("GetVariables", {"getVariableData": [variable_of_key(key)]})
+        return await self.request("GetConfiguration", {"key": [key]} if key else {})
 
-    async def clear_cache(self) -> None:
-        self._send("ClearCache", {})
+    async def change_configuration(self, key: str, value: str) -> dict[str, Any]:
+        """ChangeConfiguration (2.0.1: SetVariables of the Actual attribute)."""
+        if self.v201:
+            return await self.request("SetVariables", {"setVariableData": [
+                {"attributeValue": value, **variable_of_key(key)}]})
+        return await self.request("ChangeConfiguration", {"key": key, "value": value})
 
-    async def set_charging_profile(self, connector: int, profile: dict[str, Any]) -> None:
-        self._send("SetChargingProfile", {"connectorId": connector, "csChargingProfiles": profile})
+    async def clear_cache(self) -> dict[str, Any]:
+        return await self.request("ClearCache", {})
 
-    async def clear_charging_profile(self, profile_id: int) -> None:
-        self._send("ClearChargingProfile", {"id": profile_id})
+    async def set_charging_profile(self, connector: int, profile: dict[str, Any]) -> dict[str, Any]:
+        if self.v201:
+            return await self.request("SetChargingProfile", {"evseId": connector, "chargingProfile": profile})
+        return await self.request("SetChargingProfile", {"connectorId": connector, "csChargingProfiles": profile})
 
-    async def get_composite_schedule(self, connector: int, duration: int) -> None:
-        self._send("GetCompositeSchedule", {"connectorId": connector, "duration": duration})
+    async def clear_charging_profile(self, profile_id: int | None = None, connector: int | None = None,
+                                     purpose: str | None = None, stack_level: int | None = None) -> dict[str, Any]:
+        """ClearChargingProfile by id and/or criteria (none: every profile)."""
+        if self.v201:
+            criteria = _present(evseId=connector, chargingProfilePurpose=purpose, stackLevel=stack_level)
+            return await self.request("ClearChargingProfile", _present(chargingProfileId=profile_id,
+                                                                        chargingProfileCriteria=criteria or None))
+        return await self.request("ClearChargingProfile", _present(
+            id=profile_id, connectorId=connector, chargingProfilePurpose=purpose, stackLevel=stack_level))
+
+    async def get_composite_schedule(self, connector: int, duration: int,
+                                     rate_unit: str | None = None) -> dict[str, Any]:
+        """GetCompositeSchedule over ``duration`` [s], in ``rate_unit`` (A or W; None: the charge point's choice)."""
+        where = "evseId" if self.v201 else "connectorId"
+        return await self.request("GetCompositeSchedule", _present(**{where: connector}, duration=duration,
+                                                                   chargingRateUnit=rate_unit))
+
+    async def change_availability(self, connector: int, kind: str) -> dict[str, Any]:
+        """``kind``: Operative or Inoperative; connector 0 is the whole charge point."""
+        if self.v201:
+            return await self.request("ChangeAvailability", _present(
+                operationalStatus=kind, evse={"id": connector} if connector else None))
+        return await self.request("ChangeAvailability", {"connectorId": connector, "type": kind})
+
+    async def trigger_message(self, message: str, connector: int | None = None) -> dict[str, Any]:
+        """TriggerMessage of ``message`` (e.g. StatusNotification), for ``connector`` if given."""
+        if self.v201:
+            return await self.request("TriggerMessage", _present(
+                requestedMessage=message, evse={"id": connector} if connector is not None else None))
+        return await self.request("TriggerMessage", _present(requestedMessage=message, connectorId=connector))
 
 
 # -- default answers of the CSMS, per version ------------------------------------------------------------
@@ -302,5 +408,5 @@ def _basic_auth_ok(header: str | None, user: str, password: str) -> bool:
     return decoded == f"{user}:{password}"
 
 
-__all__ = ["CSMS", "Session", "now_iso", "boot_answer", "VALID_TOKEN", "INVALID_TOKEN", "BLOCKED_TOKEN",
+__all__ = ["CSMS", "Session", "HarnessOperator", "OperatorError", "variable_of_key", "now_iso", "boot_answer", "VALID_TOKEN", "INVALID_TOKEN", "BLOCKED_TOKEN",
            "EXPIRED_TOKEN", "DEFAULTS"]

@@ -21,7 +21,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 SCENARIO_DIR = FIXTURES / "scenarios"
 TARIFF_DIR = FIXTURES / "tariffs"
 HOUR = 3600.0

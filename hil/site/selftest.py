@@ -27,7 +27,7 @@ from typing import Any
 
 from hil.site.conditions import DETECTION, import_file
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SUITES = ("load_limit", "fault_recovery")
 
 

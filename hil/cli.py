@@ -463,7 +463,8 @@ def _print_frame(cs_id: str, frame: Any) -> None:
     kind = {2: "CALL", 3: "RESULT", 4: "ERROR"}.get(frame.message_type, "BAD")
     stamp = time.strftime("%H:%M:%S", time.localtime(frame.time)) + f".{int(frame.time * 1000) % 1000:03d}"
     body = json.dumps(frame.payload, separators=(",", ":"))
-    out.print(f"{stamp} {cs_id} {arrow} {kind} {frame.action or '?'} {body}", highlight=False, soft_wrap=True)
+    out.print(f"{stamp} {cs_id} {arrow} {kind} {frame.action or '?'} {body}", markup=False, highlight=False,
+              soft_wrap=True)
     out.file.flush()
 
 
@@ -474,14 +475,22 @@ def csms(
     port: Annotated[Optional[int], typer.Option(help="listen port (default: the rig's dut.csms_port; 0 = free)")] = None,
     any_id: Annotated[bool, typer.Option("--any", help="accept any charge point id, not only the rig's")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print exactly one JSON line with the URL, then the log")] = False,
+    operator_port: Annotated[Optional[int], typer.Option(
+        "--operator-port", help="serve the operator interface (POST /<charge point id>/<action>, see `hil do`) "
+                                "on this port (0 = free); default: none", min=0, max=65535)] = None,
+    operator_host: Annotated[str, typer.Option("--operator-host", help="address of the operator interface")] = "127.0.0.1",
 ) -> None:
     """Run evhil's CSMS standalone: print its URL, log every OCPP message, until Ctrl-C.
 
-    Point a real charger at it (OCPP 1.6J or 2.0.1, chosen by subprotocol) to watch what it sends.
+    Point a real charger at it (OCPP 1.6J or 2.0.1, chosen by subprotocol) to watch what it sends. With
+    --operator-port, its operator console takes requests over HTTP (remote start, reset, configuration,
+    charging profiles...: ``hil.ocpp.operator_port``), e.g.
+    ``hil do http://127.0.0.1:9401/EVHIL-CP1/remote_start connector:=1 token=EVHILVALID01``.
     """
     import asyncio
 
     from hil.ocpp.csms import CSMS
+    from hil.ocpp.operator_port import operator_port as make_operator_port
 
     dut = _load(rig_path).dut
     allowed = None if any_id else {dut.charge_point_id: dut.password}
@@ -491,12 +500,27 @@ def csms(
         try:
             await server.start()
         except OSError as exc:
-            err.print(f"error: cannot listen on {server.host}:{server.port}: {exc.strerror or exc}")
+            err.print(f"error: cannot listen on {server.host}:{server.port}: {exc.strerror or exc}", markup=False)
             raise typer.Exit(2) from None
+        op_port = None
+        if operator_port is not None:
+            op_port = make_operator_port(server, operator_host, operator_port)
+            try:
+                await op_port.start()
+            except OSError as exc:
+                await server.stop()
+                err.print(f"error: --operator-port: cannot listen on {operator_host}:{operator_port}: "
+                          f"{exc.strerror or exc}", markup=False)
+                raise typer.Exit(2) from None
         if as_json:
-            print(json.dumps({"url": server.url, "charge_points": sorted(allowed) if allowed else None}), flush=True)
+            print(json.dumps({"url": server.url, "charge_points": sorted(allowed) if allowed else None,
+                              "operator": op_port.url if op_port else None}), flush=True)
         else:
-            out.print(f"CSMS listening on {server.url} (charge points connect to {server.url}<id>); Ctrl-C stops")
+            out.print(f"CSMS listening on {server.url} (charge points connect to {server.url}<id>); Ctrl-C stops",
+                      markup=False, highlight=False)
+            if op_port is not None:
+                out.print(f"operator interface on {op_port.url}/<charge point id>/<action> "
+                          f"(`hil do`; GET {op_port.url}/ lists the actions)", markup=False, highlight=False)
         watched: set[str] = set()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -513,6 +537,8 @@ def csms(
                 await asyncio.wait_for(stop.wait(), 0.2)
             except asyncio.TimeoutError:
                 pass
+        if op_port is not None:
+            await op_port.stop()
         await server.stop()
 
     asyncio.run(serve())
@@ -527,46 +553,109 @@ def charge_point(
     password: Annotated[Optional[str], typer.Option(help="basic-auth password (security profile 1)")] = None,
     ca: Annotated[Optional[Path], typer.Option(help="CA certificate to trust for wss:// (security profile 2)")] = None,
     ocpp: Annotated[str, typer.Option("--ocpp", help="OCPP version: 1.6 (charge point) or 2.0.1 (charging station)")] = "1.6",
+    settings: Annotated[Optional[list[str]], typer.Option("--set", help="KEY=VALUE: a 1.6 configuration key or a 2.0.1 "
+                                                          "device-model variable (Component.Variable\\[instance]) it is built with (repeatable)")] = None,
+    control_port: Annotated[Optional[int], typer.Option(help="serve the test-mode service port on 127.0.0.1:N (0 = a free port; "
+                                                        "default: none)", min=0, max=65535)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print exactly one JSON line (id, control URL...) first, then the log")] = False,
+    rig_out: Annotated[Optional[Path], typer.Option(help="also write the rig file through which the suites reach this charger "
+                                                    "(needs --control-port)")] = None,
 ) -> None:
     """Run evhil's OCPP 1.6J charge point emulator (or, with --ocpp 2.0.1, its charging station emulator)
     against a CSMS, logging every message, until Ctrl-C.
 
     Its connectors (EVSEs) are ports of the rig's plant, so the port meters measure what its transactions
-    report.
+    report. With --control-port it has a charger's test mode: POST /<action> for every control-seam action
+    (plug_in, present_token, cut_network, power_off, ev_suspend, bay_enter...), /factory_reset (factory
+    settings, switched off until power_on) and /status; `hil do URL/<action> key:=value` calls them. With
+    --rig-out it also writes the rig file for `hil run suites/ocpp16 --rig FILE`: the command adapter on
+    that port and its port meters served over Modbus TCP.
     """
     import asyncio
+    import logging
 
+    from hil.ocpp.bench_charger import BenchCharger, hil_do, suite_rig
     from hil.ocpp.charge_point import ChargePoint
     from hil.ocpp.charging_station import ChargingStation
     from hil.ocpp.outlet import Outlet
     from hil.ocpp.tls import client_context
-
-    import logging
+    from hil.service_port import ServicePort
 
     spec = _load(rig_path)
     logging.basicConfig(format="%(asctime)s %(message)s", datefmt="%H:%M:%S", level=logging.WARNING)
     logging.getLogger("hil.ocpp.uplink").setLevel(logging.INFO)  # say why a connection attempt failed
     if not spec.emulated or len(spec.ports) < connectors:
-        err.print(f"error: {rig_path}: needs an emulated rig with at least {connectors} port(s)")
+        err.print(f"error: {rig_path}: needs an emulated rig with at least {connectors} port(s)", markup=False)
         raise typer.Exit(2)
     emulators = {"1.6": ChargePoint, "2.0.1": ChargingStation}
     if ocpp not in emulators:
-        err.print(f"error: --ocpp {ocpp}: evhil emulates OCPP {' and '.join(emulators)}")
+        err.print(f"error: --ocpp {ocpp}: evhil emulates OCPP {' and '.join(emulators)}", markup=False)
         raise typer.Exit(2)
+    if rig_out is not None and control_port is None:
+        err.print("error: --rig-out: the suites drive the charger through its service port; add --control-port 0")
+        raise typer.Exit(2)
+    seeds: dict[str, str] = {}
+    for item in settings or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            err.print(f"error: --set {item}: expected KEY=VALUE", markup=False)
+            raise typer.Exit(2)
+        seeds[key] = value
+    seed_name = "configure" if ocpp == "1.6" else "variables"
+    tls = client_context(ca) if ca else None
+
     with Rig(spec, rig_path) as rig:
         assert rig.plant is not None
         outlets = [Outlet(rig.plant, p.name) for p in spec.ports[:connectors]]
 
         async def emulate_cp() -> None:
-            cp = emulators[ocpp](cs_id, csms_url, outlets, password=password, tls=client_context(ca) if ca else None)
-            cp.trace.listen(lambda f: _print_frame(cs_id, f))
+            def make() -> Any:
+                return emulators[ocpp](cs_id, csms_url, outlets, password=password, tls=tls, **{seed_name: seeds})
+
+            try:
+                charger = BenchCharger(make, outlets, lambda frame: _print_frame(cs_id, frame))
+            except KeyError as exc:
+                err.print(f"error: --set: {exc.args[0]}", markup=False)
+                raise typer.Exit(2) from None
+            port = None
+            if control_port is not None:
+                try:
+                    port = await ServicePort(charger.actions(), port=control_port).start()
+                except OSError as exc:
+                    err.print(f"error: --control-port {control_port}: cannot listen on 127.0.0.1: {exc.strerror or exc}",
+                              markup=False)
+                    raise typer.Exit(2) from None
+            if rig_out is not None and port is not None:
+                try:
+                    suite = suite_rig(rig, ocpp=ocpp, charge_point_id=cs_id, csms_url=csms_url, connectors=connectors,
+                                      control_url=port.url, password=password, do=hil_do())
+                except ValueError as exc:
+                    err.print(f"error: --rig-out {rig_out}: {exc}", markup=False)
+                    raise typer.Exit(2) from None
+                rig_out.write_text(yaml.safe_dump(suite.model_dump(mode="json", exclude_defaults=True), sort_keys=False))
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
-            out.print(f"charge point {cs_id} connecting to {csms_url.rstrip('/')}/{cs_id}; Ctrl-C stops")
-            async with cp:
+            if as_json:
+                print(json.dumps({"charge_point": cs_id, "ocpp": ocpp, "csms": csms_url,
+                                  "control": port.url if port else None,
+                                  "rig": str(rig_out) if rig_out else None}), flush=True)
+            else:
+                out.print(f"charge point {cs_id} connecting to {csms_url.rstrip('/')}/{cs_id}; Ctrl-C stops",
+                          markup=False, highlight=False)
+                if port is not None:
+                    out.print(f"test mode: {port.url}/<action> (`hil do {port.url}/plug_in connector:=1`)",
+                              markup=False, highlight=False)
+                if rig_out is not None:
+                    out.print(f"rig file for the suites: {rig_out}", markup=False, highlight=False)
+            await charger.start()
+            try:
                 await stop.wait()
+            finally:
+                if port is not None:
+                    await port.stop()
+                await charger.stop()
 
         asyncio.run(emulate_cp())
 

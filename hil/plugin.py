@@ -14,6 +14,7 @@ journal and record, and Allure labels, failure origins, environment and categori
 from __future__ import annotations
 
 import atexit
+import os
 import signal
 import time
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from typing import Any
 import pytest
 
 from hil.clock import Clock
+from hil.dut_process import DutProcess, DutProcessError
 from hil.instruments.energy_meter import EnergyMeter
 from hil.instruments.errors import InstrumentError
 from hil.instruments.ev_simulator import EVSimulator
@@ -122,6 +124,36 @@ def _close_rig() -> None:
 
 
 atexit.register(_close_rig)
+
+
+LAUNCH_TIMEOUT_S = 30.0
+"""How long a launched device under test has to listen on ``dut.launch_ready`` [s]."""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def launched_dut(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DutProcess | None]:
+    """The device under test started by the run (``dut.launch``) for a CSMS or a charger, once for the session
+    and stopped at its end; its output goes to ``device-under-test.log`` in the run folder. (A site's load
+    manager is started for each condition instead: ``hil.site.under_test``.)"""
+    dut = pytestconfig.stash[_RIG_KEY].dut
+    if not dut.launch or dut.kind not in ("csms", "charger"):
+        yield None
+        return
+    if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+        raise pytest.UsageError("dut.launch starts one device under test: run its suites without -n")
+    run_dir = pytestconfig.getoption("--run-dir")
+    folder = Path(run_dir) if run_dir else tmp_path_factory.mktemp("dut")
+    folder.mkdir(parents=True, exist_ok=True)
+    product = DutProcess(dut.launch, folder / "device-under-test.log").start()
+    try:
+        ready = dut.launch_ready or (dut.csms_url if dut.kind == "csms" else None)
+        if ready:
+            product.wait_listening(ready, LAUNCH_TIMEOUT_S)
+        yield product
+    except DutProcessError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    finally:
+        product.stop()
 
 
 @pytest.fixture(scope="session")

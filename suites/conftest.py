@@ -2,8 +2,9 @@
 recorded.
 
 A test asks for ``controller_name`` and gets one run per controller: those of ``--controller`` if given,
-else its module's ``CONTROLLERS``. The negative control (plain plug-in, no coordination) is marked
-expected-to-fail. ``judge(condition)`` runs the condition on the rig (an emulated site rig of the
+else its module's ``CONTROLLERS``; on a rig whose device under test is a site's load manager (``dut.kind:
+site_controller``), that product (``dut``, run by ``hil.site.conditions.run_with_product``). The negative
+control (plain plug-in, no coordination) is marked expected-to-fail. ``judge(condition)`` runs the condition on the rig (an emulated site rig of the
 condition's ports when ``--rig`` is emulated, the bench itself otherwise), records the verdict with its
 measurements, plots and traces, and returns it.
 """
@@ -14,9 +15,14 @@ from collections.abc import Callable
 
 import pytest
 
-from hil.site.conditions import Condition, SiteVerdict, controller_factory, record, run_condition
+from hil.control import CommandControl, PromptControl, SiteControl
+from hil.ocpp.fixtures import capture_suspended
 from hil.report.measurement import Measurements, slug
-from hil.rig.model import RigSpec
+from hil.rig.loader import DEFAULT_RIG, RigFileError, load_rig
+from hil.rig.model import DutSpec, RigSpec
+from hil.site.conditions import (
+    PRODUCT, Condition, SiteVerdict, controller_factory, record, run_condition, run_with_product,
+)
 
 NEGATIVE_CONTROL = "plain"
 
@@ -25,8 +31,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "controller_name" not in metafunc.fixturenames:
         return
     option = metafunc.config.getoption("--controller")
-    names = [n.strip() for n in option.split(",") if n.strip()] if option else list(getattr(metafunc.module, "CONTROLLERS"))
+    product = _product(metafunc.config)
+    if option:
+        names = [n.strip() for n in option.split(",") if n.strip()]
+    else:
+        names = [PRODUCT] if product else list(getattr(metafunc.module, "CONTROLLERS"))
     for name in names:
+        if name == PRODUCT:
+            if not product:
+                raise pytest.UsageError(f"--controller {PRODUCT}: the rig's device under test is not a site load "
+                                        "manager (dut.kind: site_controller)")
+            continue
         try:
             controller_factory(name)
         except ValueError as exc:
@@ -40,17 +55,38 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("controller_name", params)
 
 
+def _product(config: pytest.Config) -> bool:
+    """Whether the rig of ``--rig`` names a site's load manager as the device under test."""
+    try:
+        return load_rig(config.getoption("--rig") or DEFAULT_RIG).dut.kind == "site_controller"
+    except RigFileError:
+        return False  # the plugin reports the rig file's error
+
+
+def site_control(dut: DutSpec, config: pytest.Config) -> SiteControl:
+    """How the suites tell a product under test the site limit: the rig file's adapter."""
+    if dut.control.adapter == "command":
+        return CommandControl(dict(dut.control.commands), dut.control.timeout_s)
+    if dut.control.adapter == "prompt":
+        return PromptControl(dut.control.timeout_s, suspend=capture_suspended(config))
+    raise pytest.UsageError("rig file: a site_controller is told its site limit through dut.control.adapter "
+                            "'command' or 'prompt'")
+
+
 @pytest.fixture
 def judge(rig_spec: RigSpec, request: pytest.FixtureRequest, measurements: Measurements,
           tmp_path_factory: pytest.TempPathFactory, controller_name: str) -> Callable[[Condition], SiteVerdict]:
-    factory = controller_factory(controller_name)
 
     def run(condition: Condition) -> SiteVerdict:
-        measurements.parameter("controller", controller_name)
-        bench = None if rig_spec.emulated else request.getfixturevalue("rig")
+        measurements.parameter("controller", rig_spec.dut.name if controller_name == PRODUCT else controller_name)
         folder = measurements.figure_dir.parent / "traces" if measurements.figure_dir else tmp_path_factory.mktemp("traces")
-        verdict = run_condition(condition, factory, rig=bench, trace=folder / f"{slug(request.node.nodeid)}.csv",
-                                label=controller_name, rate_hz=request.config.getoption("--monitor-hz"))
+        trace = folder / f"{slug(request.node.nodeid)}.csv"
+        rate = request.config.getoption("--monitor-hz")
+        if controller_name == PRODUCT:
+            verdict = run_with_product(condition, rig_spec.dut, site_control(rig_spec.dut, request.config), trace=trace, rate_hz=rate)
+        else:
+            bench = None if rig_spec.emulated else request.getfixturevalue("rig")
+            verdict = run_condition(condition, controller_factory(controller_name), rig=bench, trace=trace, label=controller_name, rate_hz=rate)
         record(verdict, measurements)
         return verdict
 

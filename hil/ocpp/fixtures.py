@@ -4,7 +4,9 @@
 under test (``dut.csms_url`` when ``dut.kind`` is ``csms``; otherwise evhil's own CSMS as the reference
 device under test). ``cp16`` is the charge
 point under test, not yet booted: on an emulated rig it is evhil's reference emulator on the plant's
-ports; on a bench it is the charger named in the rig file, which connects by itself. ``booted16`` is the
+ports; on a bench it is the charger named in the rig file, which connects by itself (with a
+``reset_to_defaults`` command it is put back to its factory state, switched off, before each test, and
+switched on by the test's boot: ``hil.ocpp.bench_charger``). ``booted16`` is the
 OCTT reusable state "Booted": BootNotification accepted and every connector reported Available.
 ``cs201`` and ``booted201`` are the same for an OCPP 2.0.1 charging station (evhil's emulator:
 ``hil.ocpp.charging_station``).
@@ -16,22 +18,25 @@ and the message trace is attached to the report.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import allure
 import pytest
 
-from hil.control import CommandControl, CommandOperator, Control, PromptControl
+from hil.control import CommandControl, CommandOperator, Control, ControlError, PromptControl, RigControl, run_command
 from hil.instruments.energy_meter import EnergyMeter
+from hil.ocpp.bench_charger import RESET_COMMAND
 from hil.ocpp.charge_point import ChargePoint
 from hil.ocpp.charging_station import ChargingStation
 from hil.ocpp.conformance import ConformanceFailure
 from hil.ocpp.csms import CSMS, Session
 from hil.ocpp.outlet import Outlet
 from hil.ocpp.scripted import ScriptedChargePoint
+from hil.rig.model import DutSpec
 from hil.rig.rig import Rig
 
 
@@ -44,6 +49,9 @@ class ChargerUnderTest:
     connectors: int
     rig: Rig
     emulator: ChargePoint | ChargingStation | None = None
+    switched_off: bool = False
+    """A charger in its own process, reset to its factory state and switched off before the test
+    (``reset_to_defaults``): ``boot`` switches it on."""
 
     def meter(self, connector: int = 1) -> EnergyMeter | None:
         """The rig's energy meter on the connector's port (connector k is the rig's k-th port), if any."""
@@ -56,9 +64,13 @@ class ChargerUnderTest:
         return None
 
     async def boot(self, timeout: float = 30.0) -> None:
-        """Start the emulator (or wait for the bench charger to connect)."""
+        """Start the emulator, or switch on the charger reset before the test (``power_on``), then wait
+        until it is connected (up to ``timeout`` s)."""
         if self.emulator is not None and not self.emulator.running:
             await self.emulator.start()
+        elif self.switched_off:
+            self.switched_off = False
+            await self.control.power_on()
         await self.session.wait_connected(timeout)
 
     async def booted(self, timeout: float = 30.0) -> None:
@@ -103,13 +115,47 @@ def class_option(option: str, spec: str | None, base: type) -> type:
     return cls
 
 
+def capture_suspended(config: pytest.Config) -> Callable[[], contextlib.AbstractContextManager[None]]:
+    """A context factory for ``PromptControl``: inside, pytest captures neither stdin nor stdout (nor a
+    test's ``capsys``), so the person at the bench sees the question and answers it, as under ``pdb``."""
+    capman = config.pluginmanager.getplugin("capturemanager")
+
+    @contextlib.contextmanager
+    def suspended() -> Iterator[None]:
+        if capman is None:  # -p no:capture
+            yield
+            return
+        capman.suspend(in_=True)
+        try:
+            yield
+        finally:
+            capman.resume()
+
+    return suspended
+
+
+async def _reset_to_defaults(csms: CSMS, dut: DutSpec) -> Session:
+    """Run the rig file's ``reset_to_defaults`` command: a charger that runs by itself (and so kept the last
+    test's configuration, lists, profiles, transactions and connection) goes back to its factory state,
+    switched off, as the in-process emulator starts each test. Its session starts afresh: what it sent
+    before it went down belongs to no test."""
+    try:
+        await run_command(dict(dut.control.commands), RESET_COMMAND, dut.control.timeout_s, (RESET_COMMAND,))
+    except ControlError as exc:
+        pytest.fail(f"charger under test not reset to its factory state before the test: {exc}", pytrace=False)
+    csms.sessions.pop(dut.charge_point_id, None)
+    csms.handshakes.pop(dut.charge_point_id, None)
+    return csms.session(dut.charge_point_id)
+
+
 async def _charger_under_test(rig: Rig, csms: CSMS, version: str, emulator_class: type,
-                              make: Any) -> AsyncIterator[ChargerUnderTest]:
+                              make: Any, config: pytest.Config) -> AsyncIterator[ChargerUnderTest]:
     dut = rig.spec.dut
     if dut.ocpp_version not in (None, version):
         pytest.skip(f"rig {rig.spec.name!r}: the device under test speaks OCPP {dut.ocpp_version}")
-    if dut.kind == "csms":
-        pytest.skip(f"rig {rig.spec.name!r}: the device under test is a CSMS")
+    if dut.kind in ("csms", "site_controller"):
+        what = "a CSMS" if dut.kind == "csms" else "a site's load manager"
+        pytest.skip(f"rig {rig.spec.name!r}: the device under test is {what}")
     session = csms.session(dut.charge_point_id)
     emulator = None
     restore: list[tuple[Outlet, bool]] = []
@@ -123,11 +169,15 @@ async def _charger_under_test(rig: Rig, csms: CSMS, version: str, emulator_class
             o.plug(False)
         emulator = make(emulator_class, dut.charge_point_id, csms.url, outlets, dut.password)
         control: Control = emulator
-    elif dut.control.adapter == "command":
-        control = CommandControl(dict(dut.control.commands), dut.control.timeout_s)
-    else:
-        control = PromptControl(dut.control.timeout_s)
-    charger = ChargerUnderTest(session, control, len(restore) or dut.connectors, rig, emulator)
+    else:  # each action: its wired instrument, else its command, else the prompt (or the missing-command error)
+        commands = CommandControl(dict(dut.control.commands), dut.control.timeout_s)
+        prompt = (PromptControl(dut.control.timeout_s, suspend=capture_suspended(config))
+                  if dut.control.adapter == "prompt" else None)
+        control = RigControl(rig, dut.control.instruments, commands, prompt)
+    reset = emulator is None and RESET_COMMAND in dut.control.commands
+    if reset:
+        session = await _reset_to_defaults(csms, dut)
+    charger = ChargerUnderTest(session, control, len(restore) or dut.connectors, rig, emulator, switched_off=reset)
     try:
         yield charger
     finally:
@@ -147,7 +197,8 @@ async def cp16(rig: Rig, csms: CSMS, pytestconfig: pytest.Config) -> AsyncIterat
     """The OCPP 1.6 charge point under test, before boot."""
     cls = class_option("--cp-emulator", pytestconfig.getoption("--cp-emulator"), ChargePoint)
     async for charger in _charger_under_test(
-            rig, csms, "1.6", cls, lambda c, cs_id, url, outlets, password: c(cs_id, url, outlets, password=password)):
+            rig, csms, "1.6", cls, lambda c, cs_id, url, outlets, password: c(cs_id, url, outlets, password=password),
+            pytestconfig):
         yield charger
 
 
@@ -162,7 +213,8 @@ async def cs201(rig: Rig, csms: CSMS, pytestconfig: pytest.Config) -> AsyncItera
     cls = class_option("--cs-emulator", pytestconfig.getoption("--cs-emulator"), ChargingStation)
     async for charger in _charger_under_test(
             rig, csms, "2.0.1", cls,
-            lambda c, cs_id, url, outlets, password: c(cs_id, url, outlets, password=password, variables=EMULATED_201)):
+            lambda c, cs_id, url, outlets, password: c(cs_id, url, outlets, password=password, variables=EMULATED_201),
+            pytestconfig):
         yield charger
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "instruments" / "profiles"
 
@@ -88,7 +88,9 @@ class MeterSpec(Strict):
     emulated: bool = False
     transport: Literal["tcp", "rtu"] = "tcp"
     host: str | None = None
-    tcp_port: int = Field(default=502, gt=0, lt=65536)
+    tcp_port: int | None = Field(default=None, gt=0, lt=65536)
+    """Modbus TCP port: a real meter's (default 502); for an emulated meter the port evhil serves it on
+    (default a free one; every emulated meter of a rig shares one server, so at most one port)."""
     serial_port: str | None = None
     baudrate: int = Field(default=9600, gt=0)
     parity: Literal["N", "E", "O"] = "N"
@@ -123,6 +125,15 @@ class EVSimulatorSpec(Strict):
     charger_ecu: bool = Field(default=True, description="emulated rigs: emulate the charger's CAN side too")
 
 
+INSTRUMENT_ROLES: dict[str, str] = {
+    "plug_in": "ev_simulators", "unplug": "ev_simulators", "ev_suspend": "ev_simulators", "ev_resume": "ev_simulators",
+    "power_off": "power_sources", "power_on": "power_sources",
+}
+"""The actions ``dut.control.instruments`` may wire, and the section of the rig file their instrument is in."""
+
+_SECTIONS = ("power_sources", "meters", "ev_simulators")
+
+
 class ControlSpec(Strict):
     """How the device under test is driven: plug in, unplug, present token, cut network..."""
 
@@ -132,6 +143,9 @@ class ControlSpec(Strict):
             "plug_in", "unplug", "present_token", "cut_network", "restore_network", "raise_fault",
             "clear_fault", "power_off", "power_on", "ev_suspend", "ev_resume",
             "unplug_ev_side", "plug_in_ev_side", "bay_enter", "bay_leave",
+            # a charger under test back to its factory state, switched off, before each OCPP case
+            # (hil.ocpp.fixtures; the case's boot switches it on with power_on)
+            "reset_to_defaults",
             # a site's load manager under test (see hil.control.SiteControl)
             "set_site_limit",
             # a CSMS under test: what its operator does (see hil.control.CommandOperator)
@@ -140,11 +154,78 @@ class ControlSpec(Strict):
         ],
         str,
     ] = {}
+    instruments: dict[Literal["plug_in", "unplug", "ev_suspend", "ev_resume", "power_off", "power_on"], list[str]] = {}
+    """Actions the rig's own instruments carry out (``hil.control.RigControl``): ``plug_in``, ``unplug``,
+    ``ev_suspend`` and ``ev_resume`` name an EV simulator (a list: one per connector, in connector order),
+    ``power_off`` and ``power_on`` the power source feeding the charger. An action not wired here (or a
+    connector beyond the list) runs its command if ``commands`` has one, else goes to the adapter (``prompt``:
+    the person at the bench; ``command``: an error naming the missing command)."""
     timeout_s: float = Field(default=60.0, gt=0)
+
+    @field_validator("instruments", mode="before")
+    @classmethod
+    def _one_name_is_a_list(cls, value: object) -> object:
+        """``plug_in: ev`` is short for ``plug_in: [ev]``."""
+        if isinstance(value, dict):
+            return {action: [names] if isinstance(names, str) else names for action, names in value.items()}
+        return value
+
+    @field_validator("instruments")
+    @classmethod
+    def _instruments_beside_the_adapter(cls, value: dict[str, list[str]], info: ValidationInfo) -> dict[str, list[str]]:
+        if value and info.data.get("adapter") == "emulated":
+            raise ValueError("needs adapter 'command' or 'prompt' for the actions not wired; the 'emulated' adapter "
+                             "drives evhil's own emulator")
+        for action, names in value.items():
+            if not names or not all(names):
+                raise ValueError(f"{action}: name an instrument")
+            if INSTRUMENT_ROLES[action] == "power_sources" and len(names) > 1:
+                raise ValueError(f"{action}: name one power source, not a list")
+            if action in info.data.get("commands", {}):
+                raise ValueError(f"{action}: also has a command in dut.control.commands; keep one of them")
+        return value
+
+    def check_instruments(self, rig: "RigSpec") -> None:
+        """Every instrument ``instruments`` names is in ``rig`` in the role its action needs, at most one EV
+        simulator per connector; ``ValueError`` names the field."""
+        for action, names in self.instruments.items():
+            field, role = f"dut.control.instruments.{action}", INSTRUMENT_ROLES[action]
+            if len(names) > rig.dut.connectors:
+                raise ValueError(f"{field}: {len(names)} EV simulators for {rig.dut.connectors} connector(s) "
+                                 "(dut.connectors); list one per connector")
+            wanted = [i.name for i in getattr(rig, role)]
+            known = f"{action} needs one of {role}: {', '.join(wanted) or 'the rig has none'}"
+            for name in names:
+                if name in wanted:
+                    continue
+                actual = next((r for r in _SECTIONS if any(i.name == name for i in getattr(rig, r))), None)
+                if actual is None:
+                    raise ValueError(f"{field}: no instrument named {name!r}; {known}")
+                raise ValueError(f"{field}: {name!r} is listed under {actual}; {known}")
+
+
+class SiteMeterSpec(Strict):
+    """The site meter a load manager under test reads, which evhil emulates on 127.0.0.1 at this address (the
+    address the product was commissioned with)."""
+
+    model: str = "sdm630"
+    tcp_port: int = Field(gt=0, lt=65536)
+    unit: int = Field(default=1, ge=1, le=247)
+
+    @model_validator(mode="after")
+    def _known_model(self) -> "SiteMeterSpec":
+        known = _profile_names("meters", ".yaml")
+        if known and self.model not in known:
+            raise ValueError(f"unknown meter model {self.model!r}; known: {', '.join(known)}")
+        return self
 
 
 class DutSpec(Strict):
-    """The device under test (used by the OCPP and controller suites)."""
+    """The device under test (used by the OCPP and controller suites).
+
+    ``kind: site_controller`` is a site's load manager reached only over the wire: evhil's charge points
+    connect to its ``csms_url`` (OCPP ``ocpp_version``), it reads ``site_meter`` (emulated by evhil), and it
+    is told the site limit through ``control`` (``set_site_limit``)."""
 
     kind: Literal["none", "charger", "site_controller", "csms", "reference"] = "reference"
     name: str = "evhil reference"
@@ -158,6 +239,20 @@ class DutSpec(Strict):
                                  description="basic-auth password (security profile 1)")
     csms_host: str = Field(default="127.0.0.1", description="where evhil's CSMS listens for a charger under test")
     csms_port: int = Field(default=0, ge=0, lt=65536, description="0: a free port")
+    architecture: Literal["local", "cloud"] = Field(
+        default="local", description="site_controller: its settling time class (local 10 s, cloud 60 s)")
+    site_meter: SiteMeterSpec | None = None
+    launch: str | None = Field(default=None, description="a shell command that starts the device under test (a CSMS or "
+                               "a charger: once for the run; a site_controller: for each condition) and is stopped "
+                               "after it; leave out for a device that runs by itself")
+    launch_ready: str | None = Field(default=None, description="a URL the launched device listens on once it is up "
+                                     "(its service port); the run waits for it (default for a CSMS: csms_url)")
+
+    @model_validator(mode="after")
+    def _site_controller(self) -> "DutSpec":
+        if self.csms_url is not None and not self.csms_url.startswith(("ws://", "wss://")):
+            raise ValueError(f"dut.csms_url {self.csms_url!r}: an OCPP URL starts ws:// or wss://")
+        return self
 
 
 class ClockSpec(Strict):
@@ -200,13 +295,16 @@ class RigSpec(Strict):
                 raise ValueError(f"meters[{k}] ({m.name}): a real Modbus TCP meter needs a host")
             if not m.emulated and m.transport == "rtu" and not m.serial_port:
                 raise ValueError(f"meters[{k}] ({m.name}): a real Modbus RTU meter needs a serial_port")
-        units = [(m.host, m.tcp_port, m.serial_port, m.unit) for m in self.meters if not m.emulated]
+        units = [(m.host, m.tcp_port or 502, m.serial_port, m.unit) for m in self.meters if not m.emulated]
         _unique("meter address (host, tcp_port, serial_port, unit)", units)
         emulated_units = [m.unit for m in self.meters if m.emulated]
         _unique("emulated meter unit", emulated_units)
+        if len({m.tcp_port for m in self.meters if m.emulated and m.tcp_port}) > 1:
+            raise ValueError("emulated meters share one Modbus server: give tcp_port on at most one port number")
         for k, e in enumerate(self.ev_simulators):
             if not e.emulated and e.interface == "socketcand" and not (e.host and e.tcp_port):
                 raise ValueError(f"ev_simulators[{k}] ({e.name}): a socketcand interface needs host and tcp_port")
+        self.dut.control.check_instruments(self)
         return self
 
     def instruments(self) -> list[PowerSourceSpec | MeterSpec | EVSimulatorSpec]:
@@ -214,7 +312,10 @@ class RigSpec(Strict):
 
     @property
     def emulated(self) -> bool:
-        """True when any instrument is emulated (evhil then runs the plant)."""
+        """True when any instrument is emulated (evhil then runs the plant), or when the rig has no instrument
+        and its device under test is a site's load manager (evhil emulates the whole site around it)."""
+        if not self.instruments() and self.dut.kind == "site_controller":
+            return True
         return any(i.emulated for i in self.instruments())
 
 

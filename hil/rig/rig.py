@@ -107,7 +107,7 @@ class Rig:
             self._modbus = ModbusMeterEmulator(
                 self.plant, {m.unit: (m.model, m.point) for m in meters},
                 latency=None if meters[0].latency_ms is None else meters[0].latency_ms / 1000.0,
-                update_period=meters[0].update_ms / 1000.0,
+                update_period=meters[0].update_ms / 1000.0, port=next((m.tcp_port for m in meters if m.tcp_port), 0),
             )
             self._loop.run(self._modbus.start())
         evs = [e for e in spec.ev_simulators if e.emulated]
@@ -244,7 +244,7 @@ class Rig:
         if m.emulated and self._modbus is not None:
             host, port, transport = self._modbus.host, self._modbus.port, "tcp"
         else:
-            host, port, transport = m.host, m.tcp_port, m.transport
+            host, port, transport = m.host, m.tcp_port or 502, m.transport
         if transport == "rtu" and not m.emulated:
             text = f"{m.serial_port} {m.baudrate} baud unit {m.unit}"
             return Address("meter", m.name, text, {"serial_port": m.serial_port, "baudrate": m.baudrate, "unit": m.unit, "model": m.model})

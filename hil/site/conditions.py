@@ -28,12 +28,15 @@ from types import ModuleType
 import numpy as np
 
 from hil.compliance.check import SETTLING_S, ComplianceReport
+from hil.compliance.monitor import RATE_HZ
+from hil.control import SiteControl
 from hil.controllers.observation import Controller
 from hil.controllers.reference import CONTROLLERS
-from hil.site.rig_run import Action, RigRunResult, run_on_rig
-from hil.compliance.monitor import RATE_HZ
+from hil.rig.model import DutSpec
 from hil.rig.rig import Rig
+from hil.site.rig_run import Action, RigRunResult, rig_for, run_on_rig
 from hil.site.scenarios import GridEvent, Scenario, Session, Tariff
+from hil.site.under_test import SiteUnderTest
 
 SCALE = 10.0
 """Clock scale of the emulated site rigs: fast enough for CI, slow enough that the 10 Hz monitor and the
@@ -47,6 +50,11 @@ STAYING = float("inf")
 """Departure of an EV that stays past the end of the run (``site`` turns it into a deadline)."""
 
 ControllerFactory = Callable[[Scenario], Controller]
+PRODUCT = "dut"
+"""The controller name of the rig's device under test when it is a site's load manager (``dut.kind:
+site_controller``): the suites then run it instead of the reference controllers."""
+REFERENCE = "adaptive"
+"""The reference controller a product's verdict is shown next to, on the same condition."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +72,14 @@ class Condition:
 
 
 @dataclass
+class ProductRecord:
+    """What a product under test left: each charger's OCPP trace (JSON lines) and its own log."""
+
+    traces: dict[str, str]
+    log: str
+
+
+@dataclass
 class SiteVerdict:
     condition: Condition
     controller: str
@@ -71,6 +87,12 @@ class SiteVerdict:
     settling_s: float | None
     report: ComplianceReport
     result: RigRunResult
+    reports_fallback: bool = True
+    """Whether the controller says when it runs its safe allocation (a product under test does not: its
+    fallback is only seen in what the site draws)."""
+    product: ProductRecord | None = None
+    reference: "SiteVerdict | None" = None
+    """The reference controller on the same condition, for a product under test."""
 
     @property
     def passed(self) -> bool:
@@ -149,10 +171,34 @@ def run_condition(condition: Condition, factory: ControllerFactory, *, rig: Rig 
     controller = factory(condition.scenario)
     result = run_on_rig(condition.scenario, controller, scale=scale, rig=rig, actions=condition.actions,
                         monitor_hz=rate_hz, trace=trace, rebuild=lambda: factory(condition.scenario))
+    return _judged(condition, label or controller.name, controller.architecture, result)
+
+
+def run_with_product(condition: Condition, dut: DutSpec, control: SiteControl, *, trace: Path | None = None,
+                     rate_hz: float = RATE_HZ) -> SiteVerdict:
+    """Run ``condition`` with the site's load manager under test in the loop (``hil.site.under_test``) on an
+    emulated site in real time, judge it as a reference controller is judged, and run the reference
+    controller (``REFERENCE``) on the same condition for the report. A launched product's output goes to
+    ``trace`` with the suffix ``.dut.log``."""
+    scenario = condition.scenario
+    log = trace.with_suffix(".dut.log") if trace is not None else None
+    with Rig(rig_for(scenario, 1.0, site_meter=dut.site_meter)) as rig:
+        with SiteUnderTest(scenario, rig, dut, control, log_path=log) as product:
+            result = run_on_rig(scenario, product, rig=rig, actions=condition.actions, monitor_hz=rate_hz, trace=trace)
+            traces = product.traces()
+            tail = product.log_tail(10_000)
+    verdict = _judged(condition, dut.name, dut.architecture, result)
+    verdict.reports_fallback = False
+    verdict.product = ProductRecord(traces, tail)
+    verdict.reference = run_condition(condition, CONTROLLERS[REFERENCE], rate_hz=rate_hz, label=REFERENCE)
+    return verdict
+
+
+def _judged(condition: Condition, name: str, architecture: str, result: RigRunResult) -> SiteVerdict:
     assert result.monitor is not None
-    settling = condition.settling_s if condition.settling_s is not None else SETTLING_S.get(controller.architecture, 10.0)
+    settling = condition.settling_s if condition.settling_s is not None else SETTLING_S.get(architecture, 10.0)
     report = result.monitor.judge(settling, breaker_a=condition.scenario.breaker_a, voltage=condition.scenario.phase_voltage)
-    return SiteVerdict(condition, label or controller.name, controller.architecture, settling, report, result)
+    return SiteVerdict(condition, name, architecture, settling, report, result)
 
 
 def record(verdict: SiteVerdict, measurements: object) -> None:
@@ -198,6 +244,42 @@ def record(verdict: SiteVerdict, measurements: object) -> None:
         measurements.figure(plots.state_of_charge(verdict.result.run, Path(tmp) / "charge.png"),
                             "each session's charge against its request")
     _attach_traces(verdict)
+    if verdict.reference is not None:
+        _compare_with_reference(verdict, verdict.reference, measurements)
+
+
+def _compare_with_reference(verdict: SiteVerdict, reference: SiteVerdict, measurements: object) -> None:
+    """The product's site current next to the reference controller's on the same condition, its verdict as
+    information, and the product's own traces."""
+    import allure
+    import matplotlib.pyplot as plt
+
+    from hil.report.measurement import Measurements
+
+    assert isinstance(measurements, Measurements) and verdict.result.monitor and reference.result.monitor
+    measurements.record(f"{reference.controller} on the same condition: time above the band outside the settling "
+                        "windows", reference.report.steady_violation_s, "s")
+    measurements.record(f"{reference.controller} on the same condition: energy delivered",
+                        float(reference.result.run.delivered_kwh.sum()), "kWh")
+    measurements.record("energy delivered", float(verdict.result.run.delivered_kwh.sum()), "kWh")
+    fig, ax = plt.subplots(figsize=(9, 4))
+    for v, style in ((verdict, "-"), (reference, "--")):
+        assert v.result.monitor is not None
+        t, current, limit = v.result.monitor.series()
+        ax.plot(t, current.max(axis=1), style, label=f"{v.controller} ({v.report.verdict})")
+    t, _, limit = verdict.result.monitor.series()
+    ax.plot(t, limit.max(axis=1), "k:", label="limit")
+    ax.set_xlabel("time [s]")
+    ax.set_ylabel("site current, highest phase [A]")
+    ax.set_title(f"{verdict.condition.name}: the product against {reference.controller}")
+    ax.legend(loc="lower left")
+    measurements.figure(fig, f"site current against {reference.controller} on the same condition")
+    plt.close(fig)
+    if verdict.product is not None:
+        for cs_id, jsonl in verdict.product.traces.items():
+            allure.attach(jsonl, name=f"OCPP trace {cs_id}", attachment_type=allure.attachment_type.JSON, extension="jsonl")
+        if verdict.product.log:
+            allure.attach(verdict.product.log, name="device under test: its log", attachment_type=allure.attachment_type.TEXT)
 
 
 def _attach_traces(verdict: SiteVerdict) -> None:

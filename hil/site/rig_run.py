@@ -49,7 +49,7 @@ from hil.instruments.energy_meter import EnergyMeter, MeterValues
 from hil.instruments.errors import InstrumentError
 from hil.instruments.power_source import PowerSource
 from hil.compliance.monitor import LoggedEvent, Monitor
-from hil.rig.model import RigSpec
+from hil.rig.model import RigSpec, SiteMeterSpec
 from hil.rig.rig import Rig
 from hil.site.scenarios import GridEvent, Scenario
 from hil.site.simulation import RunResult, SimulationConfig, event_times, limit_trace
@@ -108,11 +108,15 @@ class RigRunResult:
     """Set points a power source did not take (the loop sent them again)."""
     read_errors: int = 0
     """Meter readings that failed (the loop kept the last one, its age growing)."""
+    clock_scale: float = 1.0
+    """Simulated seconds per real second of the rig's clock during the run."""
 
 
-def rig_for(scenario: Scenario, scale: float) -> RigSpec:
+def rig_for(scenario: Scenario, scale: float, site_meter: SiteMeterSpec | None = None) -> RigSpec:
     """An emulated rig for ``scenario``: its ports (each with the phases of its sessions), feeder limit and
-    unmanaged load, the controller's site meter and the monitor's reference meter, on a ``scale`` clock."""
+    unmanaged load, the controller's site meter and the monitor's reference meter, on a ``scale`` clock.
+    ``site_meter``: serve the controller's site meter as that model at that port and unit (a product under
+    test reads it where it was commissioned to); the other meters share its server on other units."""
     n, v = scenario.ports, scenario.phase_voltage
     phases: list[list[int]] = [[1, 2, 3] for _ in range(n)]
     for s in scenario.sessions:
@@ -127,9 +131,13 @@ def rig_for(scenario: Scenario, scale: float) -> RigSpec:
     sources = [{"name": f"ps{k + 1}", "port": f"p{k + 1}", "profile": SOURCE_PROFILES[k % 2], "emulated": True,
                 "limits": {"voltage": 500.0, "current": STAGE_CURRENT_A, "power": power, "ramp": 2000.0},
                 "timeout_ms": max(int(SOURCE_TIMEOUT_S * 1000 / scale), 200)} for k in range(n)]
-    meters = [{"name": f"m{k + 1}", "model": "sdm630", "point": f"p{k + 1}", "unit": k + 1, "emulated": True} for k in range(n)]
-    meters.append({"name": SITE_METER, "model": "sunspec", "point": "site", "unit": n + 10, "emulated": True})
-    meters.append({"name": REFERENCE_METER, "model": "sunspec", "point": "site", "unit": n + 11, "emulated": True})
+    site: dict[str, object] = {"model": "sunspec", "unit": n + 10}
+    if site_meter is not None:
+        site = {"model": site_meter.model, "unit": site_meter.unit, "tcp_port": site_meter.tcp_port}
+    units = [u for u in range(1, n + 12) if u != site["unit"]]
+    meters = [{"name": f"m{k + 1}", "model": "sdm630", "point": f"p{k + 1}", "unit": units[k], "emulated": True} for k in range(n)]
+    meters.append({"name": SITE_METER, "point": "site", "emulated": True, **site})
+    meters.append({"name": REFERENCE_METER, "model": "sunspec", "point": "site", "unit": units[n], "emulated": True})
     evs = [{"name": f"ev{k + 1}", "port": f"p{k + 1}", "channel": f"can{k}", "emulated": True} for k in range(n)]
     return RigSpec.model_validate({
         "name": f"{scenario.name}-rig", "description": f"emulated rig for scenario {scenario.name}",
@@ -137,6 +145,50 @@ def rig_for(scenario: Scenario, scale: float) -> RigSpec:
                                             "unmanaged_w": [scenario.unmanaged_a * v] * 3},
         "ports": ports, "power_sources": sources, "meters": meters, "ev_simulators": evs,
     })
+
+
+@dataclass(frozen=True)
+class PortInstruments:
+    """One port of a rig and the instruments the rig file wires to it (their ``port:`` or ``point:``)."""
+
+    port: str
+    phases: tuple[int, ...]
+    """The phases the port is wired to (1-based)."""
+    source: str
+    meter: str
+    ev: str
+
+
+def port_instruments(spec: RigSpec, count: int) -> list[PortInstruments]:
+    """The first ``count`` ports of the rig file, in its order (the scenario's port k is the k-th), each with
+    its power source, port meter and EV simulator; ``ValueError`` names the rig's shortfall."""
+    if len(spec.ports) < count:
+        raise ValueError(f"rig {spec.name!r} has {len(spec.ports)} port(s); the condition needs {count}")
+    found = []
+    for port in spec.ports[:count]:
+        wired = {
+            "power source": [s.name for s in spec.power_sources if s.port == port.name],
+            "meter": [m.name for m in spec.meters if m.point == port.name],
+            "EV simulator": [e.name for e in spec.ev_simulators if e.port == port.name],
+        }
+        for role, names in wired.items():
+            if len(names) != 1:
+                raise ValueError(f"rig {spec.name!r}: port {port.name!r} needs exactly one {role} (port: / point: "
+                                 f"{port.name}), found {len(names)}{': ' + ', '.join(names) if names else ''}")
+        found.append(PortInstruments(port.name, tuple(port.phases), wired["power source"][0], wired["meter"][0],
+                                     wired["EV simulator"][0]))
+    return found
+
+
+def site_meters(spec: RigSpec) -> tuple[str, str]:
+    """(the meter the controller reads, the reference meter the monitor reads): the meters at ``point:
+    site``; the reference is the one named ``ref``, else a second one, else the controller's own."""
+    names = [m.name for m in spec.meters if m.point == "site"]
+    if not names:
+        raise ValueError(f"rig {spec.name!r} has no site meter (a meter with point: site)")
+    reference = REFERENCE_METER if REFERENCE_METER in names else names[-1]
+    controller = next((n for n in names if n != reference), reference)
+    return controller, reference
 
 
 class _Reading:
@@ -226,13 +278,13 @@ class RigSite:
         self.control_period = control_period
         self.monitor = monitor
         self.retry_s = retry_s
-        self.sources = [rig.power_source(f"ps{k + 1}") for k in range(n)]
-        self.evs = [rig.ev(f"ev{k + 1}") for k in range(n)]
-        self.port_meters = [_Reading(rig.meter(f"m{k + 1}"), pool) for k in range(n)]
-        self.site_meter = _Reading(rig.meter(SITE_METER), pool)
+        self.ports = port_instruments(rig.spec, n)
+        self.sources = [rig.power_source(p.source) for p in self.ports]
+        self.evs = [rig.ev(p.ev) for p in self.ports]
+        self.port_meters = [_Reading(rig.meter(p.meter), pool) for p in self.ports]
+        self.site_meter = _Reading(rig.meter(site_meters(rig.spec)[0]), pool)
         self.setpoints = [_Setpoint(s, pool) for s in self.sources]
-        wiring = {p.name: p.phases for p in rig.spec.ports}
-        self.wired = np.array([[1.0 if k + 1 in wiring[f"p{p + 1}"] else 0.0 for k in range(3)] for p in range(n)])
+        self.wired = np.array([[1.0 if k + 1 in p.phases else 0.0 for k in range(3)] for p in self.ports])
         """(ports, 3): the phases each port's EV really draws from (the rig's wiring)."""
         self.declared = self.wired.copy()
         """(ports, 3): the phases each EV declares (``declare_phases`` changes it)."""
@@ -338,191 +390,222 @@ def run_on_rig(scenario: Scenario, controller: Controller, *, scale: float = 20.
     its samples and events appended to ``trace`` (CSV) as they come; ``rebuild`` makes a fresh controller
     for ``RigSite.restart_controller``."""
     if rig is not None:
-        return _run(rig, scenario, controller, control_period, actions, monitor_hz, trace, rebuild)
+        return _SiteRun(rig, scenario, controller, control_period, actions, monitor_hz, trace, rebuild).run()
     with Rig(spec or rig_for(scenario, scale)) as own:
-        return _run(own, scenario, controller, control_period, actions, monitor_hz, trace, rebuild)
+        return _SiteRun(own, scenario, controller, control_period, actions, monitor_hz, trace, rebuild).run()
 
 
-def _run(rig: Rig, scenario: Scenario, controller: Controller, control_period: float, actions: Sequence[Action],
-         monitor_hz: float | None, trace: Path | None, rebuild: Callable[[], Controller] | None) -> RigRunResult:
-    n, v = scenario.ports, scenario.phase_voltage
-    sessions = sorted(scenario.sessions, key=lambda s: s.arrival)
-    steps = int(np.ceil(scenario.duration / control_period))
-    t_rec = np.arange(steps) * control_period
-    base, enforced, announced, unmanaged = limit_trace(scenario, t_rec)
-    site_rec = np.zeros((steps, 3))
-    port_rec = np.zeros((steps, n))
-    kwh_rec = np.zeros((steps, n))
-    set_rec = np.zeros((steps, n))
-    requested = np.array([s.energy_kwh for s in sessions])
-    delivered = np.zeros(len(sessions))
-    changes = np.zeros(len(sessions))
-    step_ms: list[float] = []
-    decide_ms: list[float] = []
-    late = 0
-    fallback_rec = np.zeros(steps, dtype=bool)
-    pending = sorted(actions, key=lambda a: a.time)
-    meter_names = {m.name for m in rig.spec.meters}
-    monitor = None
-    if monitor_hz is not None:
-        reference = REFERENCE_METER if REFERENCE_METER in meter_names else SITE_METER
-        monitor = Monitor(rig.meter(reference), rig.clock, float(enforced[0]), rate_hz=monitor_hz, trace=trace)
+class _SiteRun:
+    """One pass of ``run_on_rig``: every control period ``step`` plays the grid, reads the meters, lets EVs
+    come and go, runs the charger's checks and the controller, and writes its set points; what it saw is
+    kept per step for the ``RunResult``."""
 
-    session_at = np.full(n, -1)
-    ev_max, arrival, departure = np.zeros(n), np.zeros(n), np.full(n, np.inf)
-    start_kwh = np.zeros(n)
-    done = np.zeros(n, dtype=bool)
-    setpoint = np.zeros(n)
-    first_set = np.full(n, np.nan)  # when the session at each port first got a set point
-    starts: list[float] = []
-    with ThreadPoolExecutor(max_workers=3 * n + 4, thread_name_prefix="rig-site") as pool:
-        site = RigSite(rig, scenario, controller, control_period=control_period, monitor=monitor, pool=pool,
-                       rebuild=rebuild)
-        clock = rig.clock
-        for k in range(n):
-            site.evs[k].unplug()
-            site.sources[k].set_voltage(STAGE_VOLTAGE_V)
-            site.sources[k].set_current(STAGE_CURRENT_A)
-            site.sources[k].set_power(0.0)
-            site.setpoints[k].sent = 0.0
-        readers = [*site.port_meters, site.site_meter]
-        wait([f for f in (r.request() for r in readers) if f is not None], timeout=5.0)
-        next_session = 0
-        unmanaged_now = scenario.unmanaged_a
-        limit_now = float(enforced[0])
-        notices = sorted((e.start - e.notice, f"demand response at {e.start:g} s: limit -{e.fraction:.0%}")
-                         for e in scenario.events if e.kind == "demand_response" and e.notice > 0)
-        if monitor is not None:
-            monitor.start()
-        wall0 = wallclock.perf_counter()
-        t_start = clock.now()
-        try:
-            for k in range(steps):
-                t = k * control_period
-                wait_s = t - (clock.now() - t_start)
-                if wait_s > 0:
-                    clock.sleep(wait_s)
-                elif wait_s < -control_period:
-                    late += 1
-                w0 = wallclock.perf_counter()
-                site.now = t
-                while pending and pending[0].time <= t:
-                    action = pending.pop(0)
-                    site.log(action.kind, action.detail, headroom=action.headroom, reduction_a=action.reduction_a)
-                    action.apply(site)
-                # The grid: the limit the site must keep, and the building's own load.
-                while notices and notices[0][0] <= t:
-                    site.log("dr_notice", notices.pop(0)[1])
-                if enforced[k] != limit_now:
-                    drop = bool(enforced[k] < limit_now)
-                    dr = _demand_response_at(scenario, t, control_period) if drop else None
-                    kind = ("dr_start" if dr else "limit_step") if drop else "limit_up"
-                    limit_now = float(enforced[k])
-                    settling = 0.0 if dr is not None and dr.notice > 0 else None
-                    if monitor is not None:
-                        monitor.set_limit(limit_now, kind, settling_s=settling)
-                    site.events.append(LoggedEvent(t, kind, f"limit {limit_now:g} A", drop, None, settling))
-                if unmanaged[k] != unmanaged_now:  # an unmanaged-load step: the building draws more
-                    site.log("unmanaged_step", f"building load {unmanaged[k]:g} A", headroom=bool(unmanaged[k] > unmanaged_now),
-                             reduction_a=float(unmanaged[k] - unmanaged_now))
-                    unmanaged_now = float(unmanaged[k])
-                    if rig.plant is not None:
-                        with rig.plant.lock:
-                            rig.plant.site.unmanaged_w = (unmanaged_now * v,) * 3
-                # The newest reading of every meter: wait a little for this step's, never for a hung one.
-                for r in readers:
-                    r.collect(t)
-                fresh = [f for f in (r.request() for r in readers) if f is not None]
-                wait(fresh, timeout=0.3 * control_period / clock.scale)
-                for r in readers:
-                    r.collect(t)
-                port_kwh = np.array([r.value.import_kwh if r.value else 0.0 for r in site.port_meters])
-                # Departures (energy read first), then arrivals, then EVs whose driver's energy is delivered.
-                for p in np.nonzero((session_at >= 0) & (departure <= t))[0]:
-                    delivered[session_at[p]] = port_kwh[p] - start_kwh[p]
-                    site.setpoints[p].write(0.0, t)
-                    site.evs[p].unplug()
-                    site.sources[p].output(False)
-                    site.log("departure", f"port {p + 1}: {sessions[session_at[p]].id}")
-                    session_at[p], setpoint[p], done[p], first_set[p] = -1, 0.0, False, np.nan
-                    ev_max[p], departure[p], site.stopped[p], site.heard[p] = 0.0, np.inf, False, False
-                while next_session < len(sessions) and sessions[next_session].arrival <= t:
-                    s = sessions[next_session]
-                    p = s.port
-                    site.evs[p].configure(soc=START_SOC_PCT)
-                    site.evs[p].plug_in()
-                    site.evs[p].start()
-                    site.sources[p].set_power(0.0)
-                    site.setpoints[p].sent = 0.0
-                    site.sources[p].output(True)
-                    session_at[p], done[p], start_kwh[p] = next_session, False, port_kwh[p]
-                    ev_max[p], arrival[p], departure[p] = s.max_current_a, s.arrival, s.departure
-                    site.log("arrival", f"port {p + 1}: {s.id}, {s.energy_kwh:g} kWh, up to {s.max_current_a:g} A",
-                             headroom=True)
-                    next_session += 1
-                connected = session_at >= 0
-                so_far = np.where(connected, port_kwh - start_kwh, 0.0)
-                remaining = np.where(connected, np.maximum(requested[np.maximum(session_at, 0)] - so_far, 0.0), 0.0)
-                for p in np.nonzero(connected & ~done & (remaining <= 0.0))[0]:
-                    site.evs[p].stop()  # the EV has what its driver asked for: it stops drawing
-                    done[p] = True
-                measured = np.array([max(r.value.current) if r.value else 0.0 for r in site.port_meters])
-                site.charger_checks(t, connected & ~done, setpoint, measured)
-                for p in np.nonzero(connected & np.isfinite(first_set) & (measured > 1.0))[0]:
-                    starts.append(t - first_set[p] - control_period)
-                    first_set[p] = np.inf  # measured once per session
-                reading = site.site_meter.value
-                site_a = np.asarray(reading.current if reading else (0.0, 0.0, 0.0), dtype=float)
-                site_rec[k] = site_a
-                phases = site.phases_now(connected)
-                obs = Observation(
-                    time=t, connected=connected, phases=phases, ev_max_a=ev_max.copy(), measured_a=measured,
-                    remaining_kwh=remaining, arrival=arrival.copy(), departure=departure.copy(),
-                    site_a=site_a, site_age_s=float(site.site_meter.age(t)),
-                    limits={"breaker": np.full(3, base[k]), "dr": np.full(3, announced[k])},
-                    price=scenario.tariff.price(t, scenario.start_h), phase_voltage=v,
-                )
-                d0 = wallclock.perf_counter()
-                decision = site.decide(obs)
-                if decision is not None:
-                    decide_ms.append((wallclock.perf_counter() - d0) * 1e3)
-                    new = np.where(connected, np.minimum(decision, ev_max), 0.0)
-                    moved = np.abs(new - setpoint) > 0.5
-                    changes[session_at[moved & connected]] += 1
-                    setpoint = new
-                    first_set[connected & np.isnan(first_set) & (new > 0)] = t
-                fallback_rec[k] = site.fallback
-                for p in np.nonzero(connected & ~site.stopped)[0]:
-                    watts = 0.0 if done[p] else round(float(setpoint[p]) * v * float(site.wired[p].sum()), 0)
-                    site.setpoints[p].write(watts, t)
-                for w in site.setpoints:
-                    w.poll()
-                port_rec[k], kwh_rec[k], set_rec[k] = measured, port_kwh, setpoint
-                step_ms.append((wallclock.perf_counter() - w0) * 1e3)
-        finally:
-            if monitor is not None:
-                monitor.stop()
-            for source in site.sources:  # on every way out, a bench's rig included: outputs off, verified
-                source.safe_state()
-        readings = [m.meter.read() for m in site.port_meters]
-        for p in np.nonzero(session_at >= 0)[0]:
-            delivered[session_at[p]] = readings[p].import_kwh - start_kwh[p]
-        wall = wallclock.perf_counter() - wall0
+    def __init__(self, rig: Rig, scenario: Scenario, controller: Controller, control_period: float,
+                 actions: Sequence[Action], monitor_hz: float | None, trace: Path | None,
+                 rebuild: Callable[[], Controller] | None) -> None:
+        n = scenario.ports
+        self.rig, self.scenario, self.controller = rig, scenario, controller
+        self.period, self.rebuild = control_period, rebuild
+        self.sessions = sorted(scenario.sessions, key=lambda s: s.arrival)
+        self.steps = int(np.ceil(scenario.duration / control_period))
+        self.t = np.arange(self.steps) * control_period
+        self.base, self.enforced, self.announced, self.unmanaged = limit_trace(scenario, self.t)
+        self.site_rec, self.fallback_rec = np.zeros((self.steps, 3)), np.zeros(self.steps, dtype=bool)
+        self.port_rec, self.kwh_rec, self.set_rec = (np.zeros((self.steps, n)) for _ in range(3))
+        self.requested = np.array([s.energy_kwh for s in self.sessions])
+        self.delivered, self.changes = np.zeros(len(self.sessions)), np.zeros(len(self.sessions))
+        self.step_ms: list[float] = []
+        self.decide_ms: list[float] = []
+        self.starts: list[float] = []
+        self.late = 0
+        self.pending = sorted(actions, key=lambda a: a.time)
+        self.monitor = None
+        if monitor_hz is not None:
+            _, reference = site_meters(rig.spec)
+            self.monitor = Monitor(rig.meter(reference), rig.clock, float(self.enforced[0]), rate_hz=monitor_hz,
+                                   trace=trace)
+        # per port: the session there (index into sessions, -1 none) and what the controller knows of it
+        self.session_at = np.full(n, -1)
+        self.ev_max, self.arrival, self.departure = np.zeros(n), np.zeros(n), np.full(n, np.inf)
+        self.start_kwh = np.zeros(n)
+        self.done = np.zeros(n, dtype=bool)
+        self.setpoint = np.zeros(n)
+        self.first_set = np.full(n, np.nan)  # when the session at each port first got a set point
+        self.next_session = 0
+        self.unmanaged_now = scenario.unmanaged_a
+        self.limit_now = float(self.enforced[0])
+        self.notices = sorted((e.start - e.notice, f"demand response at {e.start:g} s: limit -{e.fraction:.0%}")
+                              for e in scenario.events if e.kind == "demand_response" and e.notice > 0)
 
-    run = RunResult(
-        scenario=scenario, controller=f"{controller.name} on rig", architecture=controller.architecture,
-        config=SimulationConfig(dt=control_period, control_period=control_period), t=t_rec, site_a=site_rec,
-        limit_a=np.repeat(enforced[:, None], 3, axis=1), price=scenario.tariff.prices(t_rec, scenario.start_h),
-        port_t=t_rec, port_a=port_rec, port_kwh=kwh_rec - kwh_rec[:1], session_ids=[s.id for s in sessions],
-        requested_kwh=requested, delivered_kwh=np.minimum(delivered, requested), setpoint_changes=changes,
-        session_hours=np.array([(s.departure - s.arrival) / 3600.0 for s in sessions]), step_ms=np.asarray(decide_ms),
-        fallback_s=float(fallback_rec.sum()) * control_period, event_times=event_times(scenario), wall_s=wall,
-    )
-    return RigRunResult(
-        run, late, np.asarray(step_ms), np.asarray(starts), setpoint_a=set_rec, events=site.events, monitor=monitor,
-        fallback_flags=fallback_rec, write_errors=sum(w.errors for w in site.setpoints),
-        read_errors=sum(r.errors for r in readers),
-    )
+    def run(self) -> RigRunResult:
+        n = self.scenario.ports
+        with ThreadPoolExecutor(max_workers=3 * n + 4, thread_name_prefix="rig-site") as pool:
+            self.site = site = RigSite(self.rig, self.scenario, self.controller, control_period=self.period,
+                                       monitor=self.monitor, pool=pool, rebuild=self.rebuild)
+            for k in range(n):
+                site.evs[k].unplug()
+                site.sources[k].set_voltage(STAGE_VOLTAGE_V)
+                site.sources[k].set_current(STAGE_CURRENT_A)
+                site.sources[k].set_power(0.0)
+                site.setpoints[k].sent = 0.0
+            self.readers = [*site.port_meters, site.site_meter]
+            wait([f for f in (r.request() for r in self.readers) if f is not None], timeout=5.0)
+            if self.monitor is not None:
+                self.monitor.start()
+            wall0 = wallclock.perf_counter()
+            clock, t_start = self.rig.clock, self.rig.clock.now()
+            try:
+                for k in range(self.steps):
+                    wait_s = self.t[k] - (clock.now() - t_start)
+                    if wait_s > 0:
+                        clock.sleep(wait_s)
+                    elif wait_s < -self.period:
+                        self.late += 1
+                    w0 = wallclock.perf_counter()
+                    self.step(k, float(self.t[k]))
+                    self.step_ms.append((wallclock.perf_counter() - w0) * 1e3)
+            finally:
+                if self.monitor is not None:
+                    self.monitor.stop()
+                for source in site.sources:  # on every way out, a bench's rig included: outputs off, verified
+                    source.safe_state()
+            readings = [m.meter.read() for m in site.port_meters]
+            for p in np.nonzero(self.session_at >= 0)[0]:
+                self.delivered[self.session_at[p]] = readings[p].import_kwh - self.start_kwh[p]
+            return self.result(wallclock.perf_counter() - wall0)
+
+    def step(self, k: int, t: float) -> None:
+        site = self.site
+        site.now = t
+        while self.pending and self.pending[0].time <= t:
+            action = self.pending.pop(0)
+            site.log(action.kind, action.detail, headroom=action.headroom, reduction_a=action.reduction_a)
+            action.apply(site)
+        self.grid(k, t)
+        port_kwh = self.read_meters(t)
+        self.sessions_come_and_go(t, port_kwh)
+        connected = self.session_at >= 0
+        so_far = np.where(connected, port_kwh - self.start_kwh, 0.0)
+        remaining = np.where(connected, np.maximum(self.requested[np.maximum(self.session_at, 0)] - so_far, 0.0), 0.0)
+        for p in np.nonzero(connected & ~self.done & (remaining <= 0.0))[0]:
+            site.evs[p].stop()  # the EV has what its driver asked for: it stops drawing
+            self.done[p] = True
+        measured = np.array([max(r.value.current) if r.value else 0.0 for r in site.port_meters])
+        site.charger_checks(t, connected & ~self.done, self.setpoint, measured)
+        for p in np.nonzero(connected & np.isfinite(self.first_set) & (measured > 1.0))[0]:
+            self.starts.append(t - self.first_set[p] - self.period)
+            self.first_set[p] = np.inf  # measured once per session
+        self.control(k, t, connected, measured, remaining)
+        self.port_rec[k], self.kwh_rec[k], self.set_rec[k] = measured, port_kwh, self.setpoint
+
+    def grid(self, k: int, t: float) -> None:
+        """The limit the site must keep, and the building's own load."""
+        site, v = self.site, self.scenario.phase_voltage
+        while self.notices and self.notices[0][0] <= t:
+            site.log("dr_notice", self.notices.pop(0)[1])
+        if self.enforced[k] != self.limit_now:
+            drop = bool(self.enforced[k] < self.limit_now)
+            dr = _demand_response_at(self.scenario, t, self.period) if drop else None
+            kind = ("dr_start" if dr else "limit_step") if drop else "limit_up"
+            self.limit_now = float(self.enforced[k])
+            settling = 0.0 if dr is not None and dr.notice > 0 else None
+            if self.monitor is not None:
+                self.monitor.set_limit(self.limit_now, kind, settling_s=settling)
+            site.events.append(LoggedEvent(t, kind, f"limit {self.limit_now:g} A", drop, None, settling))
+        if self.unmanaged[k] != self.unmanaged_now:  # an unmanaged-load step: the building draws more
+            site.log("unmanaged_step", f"building load {self.unmanaged[k]:g} A",
+                     headroom=bool(self.unmanaged[k] > self.unmanaged_now),
+                     reduction_a=float(self.unmanaged[k] - self.unmanaged_now))
+            self.unmanaged_now = float(self.unmanaged[k])
+            if self.rig.plant is not None:
+                with self.rig.plant.lock:
+                    self.rig.plant.site.unmanaged_w = (self.unmanaged_now * v,) * 3
+
+    def read_meters(self, t: float) -> Array:
+        """The newest reading of every meter: wait a little for this step's, never for a hung one. Returns
+        each port meter's import register [kWh]."""
+        for r in self.readers:
+            r.collect(t)
+        fresh = [f for f in (r.request() for r in self.readers) if f is not None]
+        wait(fresh, timeout=0.3 * self.period / self.rig.clock.scale)
+        for r in self.readers:
+            r.collect(t)
+        return np.array([r.value.import_kwh if r.value else 0.0 for r in self.site.port_meters])
+
+    def sessions_come_and_go(self, t: float, port_kwh: Array) -> None:
+        """Departures (their energy read first), then arrivals through the EV simulators."""
+        site = self.site
+        for p in np.nonzero((self.session_at >= 0) & (self.departure <= t))[0]:
+            self.delivered[self.session_at[p]] = port_kwh[p] - self.start_kwh[p]
+            site.setpoints[p].write(0.0, t)
+            site.evs[p].unplug()
+            site.sources[p].output(False)
+            site.log("departure", f"port {p + 1}: {self.sessions[self.session_at[p]].id}")
+            self.session_at[p], self.setpoint[p], self.done[p], self.first_set[p] = -1, 0.0, False, np.nan
+            self.ev_max[p], self.departure[p], site.stopped[p], site.heard[p] = 0.0, np.inf, False, False
+        while self.next_session < len(self.sessions) and self.sessions[self.next_session].arrival <= t:
+            s = self.sessions[self.next_session]
+            p = s.port
+            site.evs[p].configure(soc=START_SOC_PCT)
+            site.evs[p].plug_in()
+            site.evs[p].start()
+            site.sources[p].set_power(0.0)
+            site.setpoints[p].sent = 0.0
+            site.sources[p].output(True)
+            self.session_at[p], self.done[p], self.start_kwh[p] = self.next_session, False, port_kwh[p]
+            self.ev_max[p], self.arrival[p], self.departure[p] = s.max_current_a, s.arrival, s.departure
+            site.log("arrival", f"port {p + 1}: {s.id}, {s.energy_kwh:g} kWh, up to {s.max_current_a:g} A",
+                     headroom=True)
+            self.next_session += 1
+
+    def control(self, k: int, t: float, connected: Array, measured: Array, remaining: Array) -> None:
+        """The controller's observation, its decision, and the set points written as power limits."""
+        site, v = self.site, self.scenario.phase_voltage
+        reading = site.site_meter.value
+        site_a = np.asarray(reading.current if reading else (0.0, 0.0, 0.0), dtype=float)
+        self.site_rec[k] = site_a
+        obs = Observation(
+            time=t, connected=connected, phases=site.phases_now(connected), ev_max_a=self.ev_max.copy(),
+            measured_a=measured, remaining_kwh=remaining, arrival=self.arrival.copy(), departure=self.departure.copy(),
+            site_a=site_a, site_age_s=float(site.site_meter.age(t)),
+            limits={"breaker": np.full(3, self.base[k]), "dr": np.full(3, self.announced[k])},
+            price=self.scenario.tariff.price(t, self.scenario.start_h), phase_voltage=v,
+        )
+        d0 = wallclock.perf_counter()
+        decision = site.decide(obs)
+        if decision is not None:
+            self.decide_ms.append((wallclock.perf_counter() - d0) * 1e3)
+            new = np.where(connected, np.minimum(decision, self.ev_max), 0.0)
+            moved = np.abs(new - self.setpoint) > 0.5
+            self.changes[self.session_at[moved & connected]] += 1
+            self.setpoint = new
+            self.first_set[connected & np.isnan(self.first_set) & (new > 0)] = t
+        self.fallback_rec[k] = site.fallback
+        for p in np.nonzero(connected & ~site.stopped)[0]:
+            watts = 0.0 if self.done[p] else round(float(self.setpoint[p]) * v * float(site.wired[p].sum()), 0)
+            site.setpoints[p].write(watts, t)
+        for w in site.setpoints:
+            w.poll()
+
+    def result(self, wall: float) -> RigRunResult:
+        scenario, sessions, site = self.scenario, self.sessions, self.site
+        run = RunResult(
+            scenario=scenario, controller=f"{self.controller.name} on rig", architecture=self.controller.architecture,
+            config=SimulationConfig(dt=self.period, control_period=self.period), t=self.t, site_a=self.site_rec,
+            limit_a=np.repeat(self.enforced[:, None], 3, axis=1), price=scenario.tariff.prices(self.t, scenario.start_h),
+            port_t=self.t, port_a=self.port_rec, port_kwh=self.kwh_rec - self.kwh_rec[:1],
+            session_ids=[s.id for s in sessions], requested_kwh=self.requested,
+            delivered_kwh=np.minimum(self.delivered, self.requested), setpoint_changes=self.changes,
+            session_hours=np.array([(s.departure - s.arrival) / 3600.0 for s in sessions]),
+            step_ms=np.asarray(self.decide_ms), fallback_s=float(self.fallback_rec.sum()) * self.period,
+            event_times=event_times(scenario), wall_s=wall,
+        )
+        return RigRunResult(
+            run, self.late, np.asarray(self.step_ms), np.asarray(self.starts), setpoint_a=self.set_rec,
+            events=site.events, monitor=self.monitor, fallback_flags=self.fallback_rec,
+            write_errors=sum(w.errors for w in site.setpoints), read_errors=sum(r.errors for r in self.readers),
+            clock_scale=self.rig.clock.scale,
+        )
 
 
 def _demand_response_at(scenario: Scenario, t: float, period: float) -> GridEvent | None:

@@ -24,7 +24,7 @@ import pytest
 
 from hil.compliance.check import SETTLING_S, Event, band, check
 from hil.site.cloud_run import CloudSiteResult, Outage, run_cloud_site
-from hil.site.conditions import controller_factory
+from hil.site.conditions import PRODUCT, controller_factory
 from hil.report.measurement import Measurements
 from hil.site.scenarios import GridEvent, Scenario, Session, load_tariff
 
@@ -88,6 +88,9 @@ def test_f3_csms_unreachable_30_min_during_a_limit_reduction(controller_name: st
     """The CSMS is unreachable for 30 min during a limit reduction: offline profile behaviour holds; every
     transaction message is queued and delivered in order after reconnection, none lost; the CSMS
     re-allocates within the cloud settling time (60 s)."""
+    if controller_name == PRODUCT:
+        pytest.skip("the outage is cut between evhil's own CSMS and its charge points; a product's own offline "
+                    "behaviour needs a network seam between it and the chargers, which this test does not have yet")
     measurements.parameter("controller", controller_name)
     r = outage_run(controller_name)
     report = r.outage

@@ -4,7 +4,8 @@ the controller itself fails, and recovers once the fault clears (scenarios F1 to
 Each test states the fault, the behaviour expected of a robust controller and the measured recovery time.
 Faults are injected into the emulators (a meter's gain or silence, an EV's CAN silence or its pilot, a
 power source's latency, losses or protection) or into the controller (a restart), so these run on
-emulated rigs only. The reference meter the monitor reads is never faulted: it is the lab's truth.
+emulated rigs only: with evhil's reference controllers, or around a site's load manager under test
+(``dut.kind: site_controller``), whose own meter, chargers and EVs are evhil's emulators. The reference meter the monitor reads is never faulted: it is the lab's truth.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pytest
 from hil.site.rig_run import Action, RigSite
 from hil.emulators.faults import ALL_IDS
 from hil.instruments.chademo import SILENCE_TIMEOUT_S
-from hil.site.conditions import SCALE, Condition, SiteVerdict, ev, site
+from hil.site.conditions import PRODUCT, Condition, SiteVerdict, ev, site
 from hil.plant.power_stage import Protection
 from hil.report.measurement import Measurements
 from hil.site.scenarios import GridEvent
@@ -86,9 +87,10 @@ def test_f1_site_meter_reads_20_percent_low(controller_name: str, judge: Judge, 
         "F1 site meter 20 % low", "fallback within 30 s; the true current stays inside the band",
         site("f1", [ev(p) for p in range(4)], limit_a=LIMIT_A, duration_s=70, unmanaged_a=4.0),
         (Action(20.0, "fault", "site meter gain 0.8", _fault("site", gain=0.8), headroom=True),), trigger_s=20.0))
-    entered, _ = _fallback_span(verdict)
-    detected = None if entered is None or entered < 20.0 else entered - 20.0
-    measurements.record("time to detect the low site meter", np.inf if detected is None else detected, "s", high=30.0)
+    if verdict.reports_fallback:  # a product does not say when it falls back: only what the site draws is judged
+        entered, _ = _fallback_span(verdict)
+        detected = None if entered is None or entered < 20.0 else entered - 20.0
+        measurements.record("time to detect the low site meter", np.inf if detected is None else detected, "s", high=30.0)
     assert verdict.passed, verdict.summary()
 
 
@@ -109,9 +111,10 @@ def test_f2_site_meter_stale_or_gone(outage_s: float, how: str, controller_name:
         (Action(start, "fault", f"site meter {how}", _fault("site", **fault)),
          Action(start + outage_s, "fault_cleared", "site meter back", _clear("site"))), trigger_s=start))
     entered, left = _fallback_span(verdict)
-    measurements.record("fallback entered after the meter went stale", np.inf if entered is None else entered - start,
-                        "s", high=5.0)
-    if exit_s and left is not None:
+    if verdict.reports_fallback:  # a product does not say when it falls back: only what the site draws is judged
+        measurements.record("fallback entered after the meter went stale", np.inf if entered is None else entered - start,
+                            "s", high=5.0)
+    if verdict.reports_fallback and exit_s and left is not None:
         measurements.record("fallback left after the meter came back", left - (start + outage_s), "s", low=55.0,
                             high=exit_s + 5.0)
     run = verdict.result.run
@@ -184,7 +187,13 @@ def test_f5_latency_and_loss_on_the_bus_to_the_chargers(controller_name: str, ju
             s.rig.faults(f"ps{p}").clear()
         return apply
 
-    actions = tuple(Action(5.0, "fault", f"ps{p}: 2 s latency, 10 % loss", _fault(f"ps{p}", latency=2.0 / SCALE, loss=0.1))
+    def slow_and_lossy(p: int) -> Callable[[RigSite], None]:
+        def apply(s: RigSite) -> None:  # 2 s of the rig's clock: the emulator's latency is in real seconds
+            faults = s.rig.faults(f"ps{p}")
+            faults.latency, faults.loss = 2.0 / s.clock.scale, 0.1
+        return apply
+
+    actions = tuple(Action(5.0, "fault", f"ps{p}: 2 s latency, 10 % loss", slow_and_lossy(p))
                     for p in faulty) + tuple(Action(58.0, "fault_cleared", f"ps{p}: bus healed", heal(p)) for p in faulty)
     verdict = judge(Condition(
         "F5 2 s latency and 10 % loss to the chargers", "settles within the slow-bus settling time",
@@ -246,9 +255,10 @@ def test_can_silence_from_the_ev_stops_the_charger(controller_name: str, judge: 
         site("can-silence", [ev(p) for p in range(4)], limit_a=LIMIT_A, duration_s=40),
         (Action(20.0, "fault", "ev1 silent on CAN", _fault("ev1", silent_ids=ALL_IDS)),), trigger_s=20.0))
     stop = _first(verdict, "charger_stop", 20.0)
-    wall = np.inf if stop is None else (stop - 20.0) / SCALE
+    scale = verdict.result.clock_scale
+    wall = np.inf if stop is None else (stop - 20.0) / scale
     measurements.record("from the EV's silence to the output off (real time)", wall, "s",
-                        high=SILENCE_TIMEOUT_S + 2.0 / SCALE)
+                        high=SILENCE_TIMEOUT_S + 2.0 / scale)
     r = verdict.result
     dark = r.run.port_a[r.run.port_t >= (stop or np.inf) + 5.0, 0]
     measurements.record("port 1 current after the stop", float(dark.max()) if len(dark) else np.inf, "A", high=1.0)
@@ -259,6 +269,9 @@ def test_controller_restart_mid_session(controller_name: str, judge: Judge, meas
     """Fault: at 25 s the controller process dies and comes back 10 s later with none of its state; the limit
     steps to 60 % after it is back. Expected: the chargers hold their set points while it is down, it picks up
     every session that was charging from what it observes, and the site stays inside the band."""
+    if controller_name == PRODUCT:
+        pytest.skip("restarting a product under test needs a restart seam (dut.control), which the rig file has no "
+                    "action for yet")
     verdict = judge(Condition(
         "controller restart", "no session lost, inside the band",
         site("restart", [ev(p) for p in range(4)], limit_a=LIMIT_A, duration_s=65,

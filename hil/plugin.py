@@ -14,7 +14,6 @@ journal and record, and Allure labels, failure origins, environment and categori
 from __future__ import annotations
 
 import atexit
-import os
 import signal
 import time
 from collections.abc import Iterator
@@ -101,7 +100,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if item.get_closest_marker("bench") and spec.emulated:
             item.add_marker(pytest.mark.skip(reason=f"needs a real bench; rig {spec.name!r} is emulated"))
         if item.get_closest_marker("emulated_only") and not spec.emulated:
-            item.add_marker(pytest.mark.skip(reason=f"needs an emulated rig; rig {spec.name!r} is real"))
+            item.add_marker(pytest.mark.skip(reason=f"injects its fault into an emulator; rig {spec.name!r} has real "
+                                                    "instruments (no seam for the fault)"))
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -131,7 +131,7 @@ LAUNCH_TIMEOUT_S = 30.0
 
 
 @pytest.fixture(scope="session", autouse=True)
-def launched_dut(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DutProcess | None]:
+def launched_dut(pytestconfig: pytest.Config, request: pytest.FixtureRequest) -> Iterator[DutProcess | None]:
     """The device under test started by the run (``dut.launch``) for a CSMS or a charger, once for the session
     and stopped at its end; its output goes to ``device-under-test.log`` in the run folder. (A site's load
     manager is started for each condition instead: ``hil.site.under_test``.)"""
@@ -139,10 +139,10 @@ def launched_dut(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathF
     if not dut.launch or dut.kind not in ("csms", "charger"):
         yield None
         return
-    if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    if getattr(pytestconfig, "workerinput", {}).get("workercount", 1) > 1:  # an xdist worker of several
         raise pytest.UsageError("dut.launch starts one device under test: run its suites without -n")
     run_dir = pytestconfig.getoption("--run-dir")
-    folder = Path(run_dir) if run_dir else tmp_path_factory.mktemp("dut")
+    folder = Path(run_dir) if run_dir else request.getfixturevalue("tmp_path_factory").mktemp("dut")
     folder.mkdir(parents=True, exist_ok=True)
     product = DutProcess(dut.launch, folder / "device-under-test.log").start()
     try:

@@ -21,7 +21,7 @@ from hil.report.measurement import Measurements, slug
 from hil.rig.loader import DEFAULT_RIG, RigFileError, load_rig
 from hil.rig.model import DutSpec, RigSpec
 from hil.site.conditions import (
-    PRODUCT, Condition, SiteVerdict, controller_factory, record, run_condition, run_with_product,
+    PRODUCT, Condition, SiteVerdict, Unfit, controller_factory, on_bench, record, run_condition, run_with_product,
 )
 
 NEGATIVE_CONTROL = "plain"
@@ -86,6 +86,11 @@ def judge(rig_spec: RigSpec, request: pytest.FixtureRequest, measurements: Measu
             verdict = run_with_product(condition, rig_spec.dut, site_control(rig_spec.dut, request.config), trace=trace, rate_hz=rate)
         else:
             bench = None if rig_spec.emulated else request.getfixturevalue("rig")
+            if bench is not None:
+                try:
+                    condition = on_bench(condition, rig_spec, bench.plant is not None)
+                except Unfit as exc:
+                    pytest.skip(str(exc))
             verdict = run_condition(condition, controller_factory(controller_name), rig=bench, trace=trace, label=controller_name, rate_hz=rate)
         record(verdict, measurements)
         return verdict

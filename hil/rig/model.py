@@ -256,7 +256,8 @@ class DutSpec(Strict):
 
 
 class ClockSpec(Strict):
-    scale: float = Field(default=1.0, gt=0, description="simulated seconds per real second")
+    scale: float = Field(default=1.0, gt=0, description="simulated seconds per real second: emulated rigs, and the "
+                         "emulators another process serves (hil emulate --rig-out keeps their scale); a bench is 1")
 
 
 class RigSpec(Strict):

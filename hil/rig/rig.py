@@ -60,7 +60,8 @@ class Rig:
     def __init__(self, spec: RigSpec, source: Path | str | None = None) -> None:
         self.spec = spec
         self.source = source
-        self.clock: Clock = ScaledClock(spec.clock.scale) if spec.emulated else RealClock()
+        scaled = spec.emulated or spec.clock.scale != 1.0  # real instruments on a scaled clock: served emulators
+        self.clock: Clock = ScaledClock(spec.clock.scale) if scaled else RealClock()
         self.plant: Plant | None = None
         self._loop: EmulatorLoop | None = None
         self._runner: PlantRunner | None = None

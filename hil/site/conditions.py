@@ -32,9 +32,9 @@ from hil.compliance.monitor import RATE_HZ
 from hil.control import SiteControl
 from hil.controllers.observation import Controller
 from hil.controllers.reference import CONTROLLERS
-from hil.rig.model import DutSpec
+from hil.rig.model import DutSpec, RigSpec
 from hil.rig.rig import Rig
-from hil.site.rig_run import Action, RigRunResult, rig_for, run_on_rig
+from hil.site.rig_run import Action, RigRunResult, port_instruments, rig_for, run_on_rig
 from hil.site.scenarios import GridEvent, Scenario, Session, Tariff
 from hil.site.under_test import SiteUnderTest
 
@@ -69,6 +69,54 @@ class Condition:
     """When the condition starts (the limit step, the fault): detection times count from here [s]."""
     settling_s: float | None = None
     """Settling time to judge with [s]; ``None``: the controller's architecture's (``SETTLING_S``)."""
+    min_ports: int = 1
+    """On a bench with fewer ports than the condition's, the fewest that still test what it is about."""
+    wiring: bool = False
+    """The condition is about the phases its EVs draw: a bench's ports must be wired as its sessions say."""
+
+
+class Unfit(ValueError):
+    """A condition that cannot run on a rig, and why (the test skips saying so)."""
+
+
+def on_bench(condition: Condition, spec: RigSpec, has_plant: bool) -> Condition:
+    """``condition``, written for the reference site (its ports at ``evse_max_a``, three-phase unless a session
+    says otherwise), on the ports of the rig ``spec`` in its order, each with the instruments wired to it.
+
+    The sessions of the ports the rig has are kept, each EV's maximum capped at what the port's power source
+    may deliver (its power limit over the phase voltage and the port's phases) and drawing on the port's
+    phases; the site's limits and unmanaged load scale with the share of the reference site's nameplate
+    those ports carry, so the site stays as congested as the condition meant. ``Unfit`` says why it cannot
+    run there: fewer ports than ``min_ports``, a wiring it depends on, an unmanaged-load step without a plant
+    to step it, or an instrument missing on a port."""
+    scenario = condition.scenario
+    try:
+        ports = port_instruments(spec, min(len(spec.ports), scenario.ports))
+    except ValueError as exc:
+        raise Unfit(str(exc)) from None
+    n = len(ports)
+    if n < condition.min_ports:
+        raise Unfit(f"{condition.name} needs at least {condition.min_ports} ports; rig {spec.name!r} has {n}")
+    if not has_plant and any(e.kind == "unmanaged_step" for e in scenario.events):
+        raise Unfit(f"{condition.name} steps the building's load; rig {spec.name!r} has no controllable load "
+                    "(only an emulated plant has one)")
+    sources = {s.name: s for s in spec.power_sources}
+    v = scenario.phase_voltage
+    port_max = [min(scenario.evse_max_a, sources[p.source].limits.power / (v * len(p.phases))) for p in ports]
+    sessions = []
+    for s in scenario.sessions:
+        if s.port >= n:
+            continue
+        wired = tuple(k - 1 for k in ports[s.port].phases)
+        if condition.wiring and wired != tuple(s.phases):
+            raise Unfit(f"{condition.name} needs port {ports[s.port].port!r} wired to phases "
+                        f"{[k + 1 for k in s.phases]}; it is wired to {list(ports[s.port].phases)}")
+        sessions.append(replace(s, max_current_a=min(s.max_current_a, port_max[s.port]), phases=wired))
+    share = sum(port_max) / scenario.nameplate_a
+    fitted = replace(scenario, ports=n, evse_max_a=max(port_max), limit_a=scenario.limit_a * share,
+                     breaker_a=scenario.breaker_a * share, unmanaged_a=scenario.unmanaged_a * share,
+                     sessions=tuple(sessions), port_phase=scenario.port_phase[:n])
+    return replace(condition, scenario=fitted)
 
 
 @dataclass

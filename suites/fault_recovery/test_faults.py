@@ -2,10 +2,11 @@
 the controller itself fails, and recovers once the fault clears (scenarios F1 to F6 of the reference).
 
 Each test states the fault, the behaviour expected of a robust controller and the measured recovery time.
-Faults are injected into the emulators (a meter's gain or silence, an EV's CAN silence or its pilot, a
-power source's latency, losses or protection) or into the controller (a restart), so these run on
-emulated rigs only: with evhil's reference controllers, or around a site's load manager under test
-(``dut.kind: site_controller``), whose own meter, chargers and EVs are evhil's emulators. The reference meter the monitor reads is never faulted: it is the lab's truth.
+Most faults are injected into the emulators (a meter's gain or silence, an EV's CAN silence or its
+pilot, a power source's latency, losses or protection): those tests run on emulated rigs, with evhil's
+reference controllers or around a site's load manager under test (``dut.kind: site_controller``), whose
+meter, chargers and EVs are evhil's emulators, and skip on a bench. The controller's restart and the
+phase misdeclaration are evhil's side of the site and run on a bench too. The reference meter the monitor reads is never faulted: it is the lab's truth.
 """
 
 from __future__ import annotations
@@ -27,7 +28,10 @@ CONTROLLERS = ("parallel", "adaptive")
 LIMIT_A = 80.0
 Judge = Callable[[Condition], SiteVerdict]
 
-pytestmark = pytest.mark.emulated_only
+EMULATOR_FAULT = pytest.mark.emulated_only
+"""The test injects its fault into an emulator (a meter, an EV, a power source, the plant): on a bench
+there is no seam for it, and it skips. The others need only evhil's side (a restart of its controller, what
+an EV declares) and run on benches too."""
 
 
 def _fault(name: str, **values: object) -> Callable[[RigSite], None]:
@@ -79,6 +83,7 @@ def _fallback_span(verdict: SiteVerdict) -> tuple[float | None, float | None]:
     return (None, None) if not len(steps) else (steps[0] * dt, steps[-1] * dt)
 
 
+@EMULATOR_FAULT
 def test_f1_site_meter_reads_20_percent_low(controller_name: str, judge: Judge, measurements: Measurements) -> None:
     """Fault: from 20 s the controller's site meter reads 20 % low (gain 0.8). Expected: the plausibility
     check (the port meters add up to more than the site meter) puts the controller in fallback within 30 s,
@@ -94,6 +99,7 @@ def test_f1_site_meter_reads_20_percent_low(controller_name: str, judge: Judge, 
     assert verdict.passed, verdict.summary()
 
 
+@EMULATOR_FAULT
 @pytest.mark.parametrize(("outage_s", "how"), [(10.0, "frozen"), (120.0, "gone")], ids=["stale-10s", "gone-2min"])
 def test_f2_site_meter_stale_or_gone(outage_s: float, how: str, controller_name: str, judge: Judge,
                                      measurements: Measurements) -> None:
@@ -124,6 +130,7 @@ def test_f2_site_meter_stale_or_gone(outage_s: float, how: str, controller_name:
     assert verdict.passed, verdict.summary()
 
 
+@EMULATOR_FAULT
 @pytest.mark.parametrize(("reaction_s", "settling_s"), [(5.0, None), (10.0, 20.0)], ids=["5s", "10s"])
 def test_f4_evs_that_follow_late(reaction_s: float, settling_s: float | None, controller_name: str, judge: Judge,
                                  measurements: Measurements) -> None:
@@ -152,6 +159,7 @@ def test_f4_evs_that_follow_late(reaction_s: float, settling_s: float | None, co
     assert verdict.passed, verdict.summary()
 
 
+@EMULATOR_FAULT
 def test_f4_ev_ignores_the_pilot(controller_name: str, judge: Judge, measurements: Measurements) -> None:
     """Fault: from 20 s the EV on the busiest port draws 32 A whatever its set point. Expected: the controller
     sees the port not following (more than 2 A above its set point for 10 s), budgets it at what it draws and
@@ -173,6 +181,7 @@ def test_f4_ev_ignores_the_pilot(controller_name: str, judge: Judge, measurement
     assert verdict.passed, verdict.summary()
 
 
+@EMULATOR_FAULT
 def test_f5_latency_and_loss_on_the_bus_to_the_chargers(controller_name: str, judge: Judge,
                                                         measurements: Measurements) -> None:
     """Fault: every command to the chargers takes 2 s and one in ten is lost (the source never answers it);
@@ -226,6 +235,7 @@ def test_f6_phase_misdeclaration(case: str, controller_name: str, judge: Judge) 
     assert verdict.passed, verdict.summary()
 
 
+@EMULATOR_FAULT
 def test_power_source_protection_trip_and_recovery(controller_name: str, judge: Judge,
                                                    measurements: Measurements) -> None:
     """Fault: at 20 s the power source of the busiest port trips on over-current. Expected: the port goes dark,
@@ -245,6 +255,7 @@ def test_power_source_protection_trip_and_recovery(controller_name: str, judge: 
     assert verdict.passed, verdict.summary()
 
 
+@EMULATOR_FAULT
 def test_can_silence_from_the_ev_stops_the_charger(controller_name: str, judge: Judge,
                                                    measurements: Measurements) -> None:
     """Fault: at 20 s the EV on port 1 stops sending its CAN frames. Expected: the charger switches that

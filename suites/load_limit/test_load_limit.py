@@ -53,7 +53,7 @@ CONDITIONS = {
         "per-phase imbalance", "three single-phase EVs on L1 and one three-phase EV: L1 stays inside its own limit",
         site("imbalance", [ev(0, phases=(0,)), ev(1, phases=(0,)), ev(2, phases=(0,)), ev(3)], limit_a=60.0,
              duration_s=40),
-        trigger_s=0.0),
+        trigger_s=0.0, min_ports=2, wiring=True),
 }
 
 
@@ -67,7 +67,7 @@ ARRIVALS = Condition(
     "arrivals at full headroom", "one EV alone charges; a second one takes the rest of the feeder; two more arrive "
     "while the feeder is fully used, and the site stays inside the band",
     site("arrivals", [ev(0), ev(1, 10.0), ev(2, 25.0), ev(3, 40.0)], limit_a=60.0, duration_s=60),
-    trigger_s=25.0)
+    trigger_s=25.0, min_ports=3)
 
 
 def test_arrivals_at_full_headroom(controller_name: str, judge: Judge, measurements: Measurements) -> None:

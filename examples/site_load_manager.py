@@ -12,17 +12,20 @@ recipe: this file and ``rigs/site-under-test.yaml``. What it does:
   float32 input registers 0x0006, 0x0008, 0x000A and 0x0048, high word first), once a second;
 - once a second and at every transaction start or stop, shares the site limit (less a 5 % margin and the
   building's own load: the site meter less what the chargers report, the highest of the last 5 s) equally
-  between the running transactions, at most ``--rating-a`` each. IEC 61851-1 allows a set point of 0 or at
+  between the running transactions, at most ``--rating-a`` each; an EV that draws more than 2 A above its
+  share for 10 s is budgeted at what it draws and the others share the rest. IEC 61851-1 allows a set point of 0 or at
   least 6 A, so when the share would fall below 6 A the latest transactions pause. Each share goes out as a
   TxProfile (a relative schedule of one period) when it changed by 0.5 A or more;
 - falls back to the declared worst-case building load (``--worst-building-a``) when the meter has not
-  answered or not changed for 3 s, or reads less than the chargers report (implausible), and leaves the
-  fallback after 60 s of healthy readings;
+  answered for 3 s, has not changed for 3 s while the chargers draw (frozen), or has read less than the
+  chargers report for 3 s (implausible), and leaves the fallback after 60 s of healthy readings;
 - takes the site limit on its API, ``POST /set_site_limit`` with ``{"limit_a": 48, "delay_s": 0}`` (a limit
   announced ``delay_s`` ahead is applied 3 s before it starts); ``GET /`` shows its state. Answers are
   ``{"result": ...}`` or ``{"error": ...}``, the service-port form ``hil do`` speaks.
 
 ``--defect late-decrease`` switches on a deliberate defect: a lower site limit is applied 30 s late.
+``--time-scale S`` runs its own time S times faster than the wall clock (a simulation build, for a test
+rig whose clock runs as fast: its periods, timeouts and the limits' delays are in that time).
 
 Run: ``python3 examples/site_load_manager.py --ocpp-port 9310 --meter 127.0.0.1:15020 --api-port 9311``.
 Units: A per phase, s.
@@ -62,6 +65,8 @@ HOLD_S = 5.0
 """The building load estimate is the highest of this long: it may fall slowly, never rise late."""
 LEAD_S = 3.0
 """An announced limit is applied this long before it starts."""
+OVER_A, OVER_S = 2.0, 10.0
+"""An EV more than OVER_A above its share for OVER_S does not follow it."""
 LATE_S = 30.0
 """The deliberate defect: how late a lower limit is applied."""
 CALL_TIMEOUT_S = 5.0
@@ -85,6 +90,8 @@ class Transaction:
     """The highest Current.Import the charger last reported [A]."""
     sent_a: float | None = None
     """The share last accepted by the charger [A]."""
+    over_since: float | None = None
+    """Since when the EV has drawn more than its share (the manager's time) [s]."""
 
 
 class Station(OcppChargePoint):
@@ -141,15 +148,22 @@ class LoadManager:
     defect: str | None = None
     transactions: dict[int, Transaction] = field(default_factory=dict)
     announced: list[tuple[float, float]] = field(default_factory=list)
-    """(monotonic time it starts, limit) of limits told ahead."""
+    """(the manager's time it starts, limit) of limits told ahead."""
+    time_scale: float = 1.0
     site_a: tuple[float, float, float] | None = None
     energy_kwh: float | None = None
-    changed_at: float = field(default_factory=time.monotonic)
+    changed_at: float = 0.0
+    read_at: float = 0.0
+    plausible_at: float = 0.0
     fallback_since: float | None = None
     healthy_since: float | None = None
     building: list[tuple[float, float]] = field(default_factory=list)
     next_id: int = 1
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def now(self) -> float:
+        """The manager's own time [s]: the wall clock, ``time_scale`` times faster."""
+        return time.monotonic() * self.time_scale
 
     # -- what the chargers tell --------------------------------------------------------------------
     async def installed(self, station: Station) -> None:
@@ -163,7 +177,7 @@ class LoadManager:
             log.warning("%s: TxDefaultProfile not installed: %s", station.id, exc)
 
     def start(self, station: Station, connector: int) -> Transaction:
-        tx = Transaction(station, connector, self.next_id, time.monotonic())
+        tx = Transaction(station, connector, self.next_id, self.now())
         self.next_id += 1
         self.transactions[tx.transaction_id] = tx
         log.info("%s/%d: transaction %d started", station.id, connector, tx.transaction_id)
@@ -179,17 +193,19 @@ class LoadManager:
         for tx in self.transactions.values():
             if tx.station is station and tx.connector == connector:
                 tx.current_a = current_a
+                over = tx.sent_a is not None and current_a > tx.sent_a + OVER_A
+                tx.over_since = (tx.over_since or self.now()) if over else None
 
     # -- what the API tells ------------------------------------------------------------------------
     def set_site_limit(self, limit_a: float, delay_s: float = 0.0) -> dict[str, Any]:
         if limit_a <= 0:
             raise ValueError(f"limit_a must be above 0, got {limit_a}")
         late = self.defect == "late-decrease" and limit_a < self.limit_a
-        starts = time.monotonic() + max(float(delay_s), 0.0) + (LATE_S if late else 0.0)
+        starts = self.now() + max(float(delay_s), 0.0) + (LATE_S if late else 0.0)
         self.announced.append((starts, float(limit_a)))
-        log.info("site limit %.1f A from %.1f s from now", limit_a, starts - time.monotonic())
+        log.info("site limit %.1f A from %.1f s from now", limit_a, starts - self.now())
         self.wake.set()
-        return {"limit_a": limit_a, "in_s": round(starts - time.monotonic(), 3)}
+        return {"limit_a": limit_a, "in_s": round(starts - self.now(), 3)}
 
     def state(self) -> dict[str, Any]:
         return {"limit_a": self.limit_a, "site_a": self.site_a, "fallback": self.fallback_since is not None,
@@ -199,10 +215,13 @@ class LoadManager:
 
     # -- the loop ----------------------------------------------------------------------------------
     async def run(self) -> None:
-        meter = AsyncModbusTcpClient(self.meter_host, port=self.meter_port, timeout=0.8, retries=0)
+        # a reply takes wall-clock time whatever the manager's own time: at most 0.8 s, less when it runs faster
+        meter = AsyncModbusTcpClient(self.meter_host, port=self.meter_port, timeout=max(0.25, 0.8 / self.time_scale),
+                                     retries=0)
+        self.changed_at = self.read_at = self.plausible_at = self.now()
         while True:
             try:
-                await asyncio.wait_for(self.wake.wait(), PERIOD_S)
+                await asyncio.wait_for(self.wake.wait(), PERIOD_S / self.time_scale)
             except asyncio.TimeoutError:
                 pass
             self.wake.clear()
@@ -228,16 +247,20 @@ class LoadManager:
         currents = (value(CURRENT_L1), value(CURRENT_L1 + 2), value(CURRENT_L1 + 4))
         energy = value(ENERGY)
         if (currents, energy) != (self.site_a, self.energy_kwh):  # a live meter's energy counter moves
-            self.changed_at = time.monotonic()
-        self.site_a, self.energy_kwh = currents, energy
+            self.changed_at = self.now()
+        self.site_a, self.energy_kwh, self.read_at = currents, energy, self.now()
 
     def building_a(self, now: float) -> float:
         """The building's own load on the worst phase [A], or the worst case in fallback."""
         if self.site_a is None:
             return self.worst_building_a  # no reading yet: not a fallback to leave, just nothing known
         ev_a = sum(tx.current_a for tx in self.transactions.values())
-        stale = now - self.changed_at > STALE_S
-        implausible = max(self.site_a) + 2.0 < ev_a
+        # no answer for STALE_S, or the same values for that long while the chargers say they draw (frozen)
+        stale = now - self.read_at > STALE_S or (ev_a > 1.0 and now - self.changed_at > STALE_S)
+        # reading less than the chargers report, for longer than a meter lags a ramp
+        if max(self.site_a) + 2.0 >= ev_a:
+            self.plausible_at = now
+        implausible = now - self.plausible_at > STALE_S
         if stale or implausible:
             if self.fallback_since is None:
                 log.warning("site meter %s: fallback to %.1f A of building load", "stale" if stale else "implausible",
@@ -264,9 +287,12 @@ class LoadManager:
         return min([self.limit_a, *soon])
 
     async def allocate(self) -> None:
-        now = time.monotonic()
+        now = self.now()
         budget = self.limit_now(now) * (1.0 - MARGIN) - self.building_a(now)
-        running = sorted(self.transactions.values(), key=lambda tx: tx.started)
+        # an EV that does not follow its share is budgeted at what it draws; the others share the rest
+        ignoring = [tx for tx in self.transactions.values() if tx.over_since is not None and now - tx.over_since > OVER_S]
+        budget -= sum(tx.current_a for tx in ignoring)
+        running = sorted((tx for tx in self.transactions.values() if tx not in ignoring), key=lambda tx: tx.started)
         count = len(running)
         while count and budget / count < MIN_A:
             count -= 1
@@ -323,7 +349,9 @@ async def serve_api(manager: LoadManager, host: str, port: int) -> asyncio.Abstr
 
 async def main(args: argparse.Namespace) -> None:
     host, _, port = args.meter.rpartition(":")
-    manager = LoadManager(args.limit_a, args.rating_a, args.worst_building_a, host, int(port), args.unit, args.defect)
+    manager = LoadManager(limit_a=args.limit_a, rating_a=args.rating_a, worst_building_a=args.worst_building_a,
+                          meter_host=host, meter_port=int(port), meter_unit=args.unit, defect=args.defect,
+                          time_scale=args.time_scale)
 
     async def on_connect(connection: Any) -> None:
         cp_id = connection.request.path.strip("/").split("/")[-1]
@@ -362,14 +390,16 @@ def arguments() -> argparse.Namespace:
     p.add_argument("--worst-building-a", type=float, default=30.0,
                    help="the building's declared worst-case load, assumed while the meter is not trusted [A]")
     p.add_argument("--defect", choices=["late-decrease"], default=None, help="switch on a deliberate defect")
+    p.add_argument("--time-scale", type=float, default=1.0,
+                   help="its own seconds per wall-clock second (a simulation build on a test rig's scaled clock)")
     p.add_argument("--verbose", action="store_true")
     return p.parse_args()
 
 
 if __name__ == "__main__":
     options = arguments()
-    logging.basicConfig(format="%(asctime)s %(name)s %(levelname)s %(message)s",
-                        level=logging.DEBUG if options.verbose else logging.INFO)
+    logging.basicConfig(format="%(asctime)s %(name)s %(levelname)s %(message)s", level=logging.INFO)
+    log.setLevel(logging.DEBUG if options.verbose else logging.INFO)
     logging.getLogger("ocpp").setLevel(logging.WARNING)
     logging.getLogger("websockets").setLevel(logging.WARNING)
     asyncio.run(main(options))

@@ -11,7 +11,8 @@ and a real charger on a bench. The rig file picks the adapter (``dut.control.ada
   the command. A command runs without a terminal (stdin from /dev/null) in its own process group, so a
   timeout kills everything it started;
 - ``prompt``: asks the person at the bench to do it and waits for Enter, up to the timeout (see
-  ``PromptControl``: it needs stdin to be a terminal).
+  ``PromptControl``: it needs stdin to be a terminal);
+- ``service``: one HTTP request per action to the device's service port (``ServiceControl``).
 
 On a bench (``RigControl``) ``dut.control.instruments`` wires actions to the rig's own instruments:
 ``plug_in``, ``unplug``, ``ev_suspend`` and ``ev_resume`` to an EV simulator, ``power_off`` and ``power_on``
@@ -37,6 +38,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from hil.instruments.errors import InstrumentError
+from hil.service_port import ServicePortError, call
 
 if TYPE_CHECKING:
     from hil.instruments.ev_simulator import SimulatorStatus
@@ -195,6 +197,72 @@ class CommandControl:
                           delay=f"{delay_s:g}")
 
 
+class ServiceControl:
+    """Each action is a request to the device's service port (``hil.service_port``): ``POST <url>/<action>``
+    with the action's values by name (``connector``, ``token``, ``error_code``; ``set_site_limit``:
+    ``limit_a``, ``delay_s``), as ``hil charge-point --control-port`` and ``examples/site_load_manager.py``
+    serve them. What ``hil do`` does from a command line, without a process per action. A refusal, a
+    failure or an unreachable port is a one-line ``ControlError`` naming the action."""
+
+    def __init__(self, url: str, timeout: float = 60.0) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+
+    async def _post(self, action: str, **values: object) -> None:
+        try:
+            await asyncio.to_thread(call, f"{self.url}/{action}", self.timeout, **values)
+        except ServicePortError as exc:
+            raise ControlError(f"{action}: {exc}") from None
+
+    async def plug_in(self, connector: int = 1) -> None:
+        await self._post("plug_in", connector=connector)
+
+    async def unplug(self, connector: int = 1) -> None:
+        await self._post("unplug", connector=connector)
+
+    async def present_token(self, token: str, connector: int = 1) -> None:
+        await self._post("present_token", token=token, connector=connector)
+
+    async def cut_network(self) -> None:
+        await self._post("cut_network")
+
+    async def restore_network(self) -> None:
+        await self._post("restore_network")
+
+    async def raise_fault(self, connector: int = 1, error_code: str = "GroundFailure") -> None:
+        await self._post("raise_fault", connector=connector, error_code=error_code)
+
+    async def clear_fault(self, connector: int = 1) -> None:
+        await self._post("clear_fault", connector=connector)
+
+    async def power_off(self) -> None:
+        await self._post("power_off")
+
+    async def power_on(self) -> None:
+        await self._post("power_on")
+
+    async def ev_suspend(self, connector: int = 1) -> None:
+        await self._post("ev_suspend", connector=connector)
+
+    async def ev_resume(self, connector: int = 1) -> None:
+        await self._post("ev_resume", connector=connector)
+
+    async def unplug_ev_side(self, connector: int = 1) -> None:
+        await self._post("unplug_ev_side", connector=connector)
+
+    async def plug_in_ev_side(self, connector: int = 1) -> None:
+        await self._post("plug_in_ev_side", connector=connector)
+
+    async def bay_enter(self, connector: int = 1) -> None:
+        await self._post("bay_enter", connector=connector)
+
+    async def bay_leave(self, connector: int = 1) -> None:
+        await self._post("bay_leave", connector=connector)
+
+    async def set_site_limit(self, limit_a: float, delay_s: float = 0.0) -> None:
+        await self._post("set_site_limit", limit_a=limit_a, delay_s=delay_s)
+
+
 class PromptControl:
     """Asks the person at the bench to carry out each action: Enter confirms, end of input (Ctrl-D) says it
     could not be done, and nothing within ``timeout`` [s] is an error too.
@@ -327,7 +395,8 @@ _EV_COMMANDS: dict[str, tuple[str, Callable[["SimulatorStatus"], bool], str]] = 
 class RigControl:
     """The control seam as a bench's rig file describes it: each action is done by the rig's own instrument
     wired to it (``dut.control.instruments``), else by its command (``dut.control.commands``), else by
-    ``fallback``: the prompt adapter, or (``None``) the command adapter, whose error names the missing command.
+    ``fallback``: the prompt or service adapter, or (``None``) the command adapter, whose error names the
+    missing command.
 
     ``wiring`` maps an action to instrument names. ``plug_in``, ``unplug``, ``ev_suspend`` and ``ev_resume``
     name the EV simulator of each connector (connector k: the k-th name; a connector beyond the list is not

@@ -36,6 +36,8 @@ class DutProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> "DutProcess":
+        if self.log is not None:
+            self.log.parent.mkdir(parents=True, exist_ok=True)
         out = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115 - the child keeps its copy
         try:
             self.process = subprocess.Popen(self.command, shell=True, stdout=out, stderr=subprocess.STDOUT,

@@ -66,6 +66,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help=f"sampling rate of the load-limit monitor per second of the rig's clock (default {RATE_HZ:g})",
     )
     group.addoption(
+        "--reference", action="store", default="adaptive", metavar="NAME",
+        help="a site load manager under test is shown next to this reference controller on the same condition "
+             "(default adaptive; 'none' leaves it out and halves the run)",
+    )
+    group.addoption(
         "--controller", action="store", default=None, metavar="NAMES",
         help="controllers the load-limit and fault-recovery suites run, comma-separated: reference names "
              "(plain, sequential, parallel, adaptive, ...) or MODULE_OR_FILE.py:NAME (default: the reference set)",

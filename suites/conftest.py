@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import pytest
 
-from hil.control import CommandControl, PromptControl, SiteControl
+from hil.control import CommandControl, PromptControl, ServiceControl, SiteControl
 from hil.ocpp.fixtures import capture_suspended
 from hil.report.measurement import Measurements, slug
 from hil.rig.loader import DEFAULT_RIG, RigFileError, load_rig
@@ -36,6 +36,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         names = [n.strip() for n in option.split(",") if n.strip()]
     else:
         names = [PRODUCT] if product else list(getattr(metafunc.module, "CONTROLLERS"))
+    reference = metafunc.config.getoption("--reference")
+    if product and reference != "none":
+        try:
+            controller_factory(reference)
+        except ValueError as exc:
+            raise pytest.UsageError(f"--reference: {exc}") from None
     for name in names:
         if name == PRODUCT:
             if not product:
@@ -69,8 +75,10 @@ def site_control(dut: DutSpec, config: pytest.Config) -> SiteControl:
         return CommandControl(dict(dut.control.commands), dut.control.timeout_s)
     if dut.control.adapter == "prompt":
         return PromptControl(dut.control.timeout_s, suspend=capture_suspended(config))
+    if dut.control.service_url is not None:
+        return ServiceControl(dut.control.service_url, dut.control.timeout_s)
     raise pytest.UsageError("rig file: a site_controller is told its site limit through dut.control.adapter "
-                            "'command' or 'prompt'")
+                            "'command', 'prompt' or 'service'")
 
 
 @pytest.fixture
@@ -83,7 +91,10 @@ def judge(rig_spec: RigSpec, request: pytest.FixtureRequest, measurements: Measu
         trace = folder / f"{slug(request.node.nodeid)}.csv"
         rate = request.config.getoption("--monitor-hz")
         if controller_name == PRODUCT:
-            verdict = run_with_product(condition, rig_spec.dut, site_control(rig_spec.dut, request.config), trace=trace, rate_hz=rate)
+            reference = request.config.getoption("--reference")
+            verdict = run_with_product(condition, rig_spec.dut, site_control(rig_spec.dut, request.config),
+                                       scale=rig_spec.clock.scale, trace=trace, rate_hz=rate,
+                                       reference=None if reference == "none" else reference)
         else:
             bench = None if rig_spec.emulated else request.getfixturevalue("rig")
             if bench is not None:

@@ -1,10 +1,13 @@
-"""Run OCTT cases of a suite in a child pytest against a seeded-defect class; read the outcomes back."""
+"""Run suites in a child pytest (OCTT cases against a seeded-defect class, or a product out of process) and
+read the outcomes back; free ports for the products such runs start."""
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from hil.ocpp.catalogue import pytest_name
@@ -45,3 +48,30 @@ def check_caught(defect: str, expected: set[str], controls: set[str], outcomes: 
         assert "step" in outcomes[case][1], f"{defect}: {case} failed without naming the step: {outcomes[case][1]}"
     collateral = sorted(c for c in controls - expected if outcomes[c][0] != "passed")
     assert not collateral, f"{defect} also failed unrelated cases {collateral}: {[outcomes[c] for c in collateral]}"
+
+
+def junit_outcomes(path: Path) -> dict[str, tuple[str, str]]:
+    """Test name (with its parameters) -> (passed | failed | error | skipped, message) from a JUnit XML report;
+    an expected failure shows as skipped with its reason."""
+    outcomes: dict[str, tuple[str, str]] = {}
+    for case in ET.parse(path).iter("testcase"):
+        outcome, message = "passed", ""
+        for tag, name in (("failure", "failed"), ("error", "error"), ("skipped", "skipped")):
+            element = case.find(tag)
+            if element is not None:
+                outcome, message = name, element.get("message", "")
+                break
+        outcomes[case.get("name", "")] = (outcome, message)
+    return outcomes
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` TCP ports free on 127.0.0.1 now (for a product a test starts on fixed ports)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()

@@ -25,10 +25,11 @@ from pathlib import Path
 
 import pytest
 
-from hil.control import CSMS_ACTIONS, CommandControl, CommandOperator, ControlError, RigControl
+from hil.control import CSMS_ACTIONS, CommandControl, CommandOperator, ControlError, RigControl, ServiceControl
 from hil.instruments.chademo import SimState
 from hil.rig.loader import RigFileError, load_rig, parse_rig
 from hil.rig.rig import Rig
+from hil.service_port import ServicePort
 
 RIGS = Path(__file__).resolve().parents[1] / "rigs"
 
@@ -114,6 +115,38 @@ def gone(pid: int, within: float = 5.0) -> bool:
 
 
 # -- CommandOperator ------------------------------------------------------------------------------------
+async def test_service_adapter_posts_each_action_with_its_values_by_name() -> None:
+    """``ServiceControl``: one request per action to the device's service port, values by name; the
+    device's refusal is one line naming the action."""
+    seen: list[tuple[str, dict[str, object]]] = []
+
+    def record(action: str) -> Callable[..., Awaitable[None]]:
+        async def act(**values: object) -> None:
+            if values.get("connector") == 9:
+                raise RuntimeError("no connector 9")
+            seen.append((action, values))
+        return act
+
+    port = await ServicePort({a: record(a) for a in ("plug_in", "present_token", "raise_fault", "set_site_limit")}).start()
+    try:
+        control = ServiceControl(port.url + "/", timeout=5.0)
+        await control.plug_in(2)
+        await control.present_token("TAG 1", 2)
+        await control.raise_fault(1, "OverCurrentFailure")
+        await control.set_site_limit(48.5, 15.0)
+        assert seen == [("plug_in", {"connector": 2}), ("present_token", {"token": "TAG 1", "connector": 2}),
+                        ("raise_fault", {"connector": 1, "error_code": "OverCurrentFailure"}),
+                        ("set_site_limit", {"limit_a": 48.5, "delay_s": 15.0})]
+        with pytest.raises(ControlError, match=r"^plug_in: .*no connector 9 \(HTTP 500\)$"):
+            await control.plug_in(9)
+        with pytest.raises(ControlError, match=r"^unplug: .*unknown action 'unplug'"):
+            await control.unplug(1)
+    finally:
+        await port.stop()
+    with pytest.raises(ControlError, match="cannot reach the service port"):
+        await ServiceControl(port.url, timeout=2.0).plug_in(1)
+
+
 async def test_operator_fills_charge_point_and_profile_as_json(tmp_path: Path) -> None:
     log = tmp_path / "log"
     operator = CommandOperator("CP 7'B", {

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -32,6 +31,7 @@ from hil.ocpp.rpc import NO_REPLY, CallError
 from hil.ocpp.scripted import ScriptedChargePoint
 from hil.plant import Plant
 from hil.service_port import ServicePortError, call
+from suite_runner import free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = ROOT / "rigs" / "csms-under-test.yaml"
@@ -63,15 +63,6 @@ def rig_for(csms_port: int, operator_port: int, path: Path) -> Path:
     return path
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def run_suite(junit: Path, *options: str) -> dict[str, str]:
@@ -93,7 +84,7 @@ def run_suite(junit: Path, *options: str) -> dict[str, str]:
 
 def test_the_16_csms_suite_gives_the_same_verdicts_out_of_process(tmp_path: Path) -> None:
     in_process = run_suite(tmp_path / "in-process.xml")
-    rig = rig_for(*_free_ports(2), tmp_path / "csms-under-test.yaml")
+    rig = rig_for(*free_ports(2), tmp_path / "csms-under-test.yaml")
     out_of_process = run_suite(tmp_path / "out-of-process.xml", "--rig", str(rig), f"--run-dir={tmp_path / 'run'}")
     log = (tmp_path / "run" / "device-under-test.log").read_text()
     assert sum(v == "passed" for v in in_process.values()) >= 37, f"in process: {in_process}"

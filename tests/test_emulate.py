@@ -188,7 +188,12 @@ def test_sigint_during_energised_step_leaves_every_source_off(served: dict[str, 
         sources = [i for i in served["instruments"] if i["role"] == "power_source"]
         assert all(_scpi(s["resource"], "OUTP?")[0] in ("1", "ON") for s in sources), "not energised"
         proc.send_signal(signal.SIGINT)
-        rest, _ = proc.communicate(timeout=30)
+        try:
+            rest, _ = proc.communicate(timeout=90)  # a bound on a loaded machine, not a timing judgement
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)  # pytest's faulthandler prints where every thread is
+            dump, _ = proc.communicate(timeout=15)
+            raise AssertionError(f"the suite did not end within 90 s of SIGINT; where it was:\n{dump[-6000:]}") from None
     finally:
         if proc.poll() is None:
             proc.kill()

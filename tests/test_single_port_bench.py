@@ -12,10 +12,11 @@ import json
 import subprocess
 import sys
 import time
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import yaml
+
+from suite_runner import junit_outcomes
 
 ROOT = Path(__file__).resolve().parents[1]
 RIG = ROOT / "rigs" / "single-port.yaml"
@@ -23,17 +24,6 @@ START_TIMEOUT_S = 30.0
 SUITE_TIMEOUT_S = 300.0
 
 
-def _outcomes(junit: Path) -> dict[str, tuple[str, str]]:
-    """Per test case name: (passed / failed / error / skipped, message)."""
-    out = {}
-    for case in ET.parse(junit).getroot().iter("testcase"):
-        outcome, message = "passed", ""
-        for kind in ("failure", "error", "skipped"):
-            found = case.find(kind)
-            if found is not None:
-                outcome, message = {"failure": "failed"}.get(kind, kind), found.get("message", "")
-        out[case.get("name", "")] = (outcome, message)
-    return out
 
 
 def test_a_one_port_bench_of_its_own_names_runs_the_load_limit_suite(tmp_path: Path) -> None:
@@ -61,7 +51,7 @@ def test_a_one_port_bench_of_its_own_names_runs_the_load_limit_suite(tmp_path: P
     finally:
         emulator.terminate()
         emulator.wait(10)
-    outcomes = _outcomes(junit)
+    outcomes = junit_outcomes(junit)
     report = f"{outcomes}\n{done.stdout[-3000:]}"
     ran = {"limit_step_down", "limit_step_up", "demand_response_with_notice", "demand_response_without_notice"}
     for condition in ran:

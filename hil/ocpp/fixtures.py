@@ -27,7 +27,9 @@ from typing import Any
 import allure
 import pytest
 
-from hil.control import CommandControl, CommandOperator, Control, ControlError, PromptControl, RigControl, run_command
+from hil.control import (
+    CommandControl, CommandOperator, Control, ControlError, PromptControl, RigControl, ServiceControl, run_command,
+)
 from hil.instruments.energy_meter import EnergyMeter
 from hil.ocpp.bench_charger import RESET_COMMAND
 from hil.ocpp.charge_point import ChargePoint
@@ -171,9 +173,12 @@ async def _charger_under_test(rig: Rig, csms: CSMS, version: str, emulator_class
         control: Control = emulator
     else:  # each action: its wired instrument, else its command, else the prompt (or the missing-command error)
         commands = CommandControl(dict(dut.control.commands), dut.control.timeout_s)
-        prompt = (PromptControl(dut.control.timeout_s, suspend=capture_suspended(config))
-                  if dut.control.adapter == "prompt" else None)
-        control = RigControl(rig, dut.control.instruments, commands, prompt)
+        fallback: Control | None = None
+        if dut.control.adapter == "prompt":
+            fallback = PromptControl(dut.control.timeout_s, suspend=capture_suspended(config))
+        elif dut.control.service_url is not None:
+            fallback = ServiceControl(dut.control.service_url, dut.control.timeout_s)
+        control = RigControl(rig, dut.control.instruments, commands, fallback)
     reset = emulator is None and RESET_COMMAND in dut.control.commands
     if reset:
         session = await _reset_to_defaults(csms, dut)

@@ -137,7 +137,9 @@ _SECTIONS = ("power_sources", "meters", "ev_simulators")
 class ControlSpec(Strict):
     """How the device under test is driven: plug in, unplug, present token, cut network..."""
 
-    adapter: Literal["emulated", "command", "prompt"] = "emulated"
+    adapter: Literal["emulated", "command", "prompt", "service"] = "emulated"
+    service_url: str | None = Field(default=None, pattern=r"^https?://",
+                                    description="adapter 'service': the device's service port, http://host:port")
     commands: dict[
         Literal[
             "plug_in", "unplug", "present_token", "cut_network", "restore_network", "raise_fault",
@@ -161,6 +163,12 @@ class ControlSpec(Strict):
     connector beyond the list) runs its command if ``commands`` has one, else goes to the adapter (``prompt``:
     the person at the bench; ``command``: an error naming the missing command)."""
     timeout_s: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _service_has_a_url(self) -> "ControlSpec":
+        if (self.adapter == "service") != (self.service_url is not None):
+            raise ValueError("adapter 'service' and service_url go together (the service port of the device)")
+        return self
 
     @field_validator("instruments", mode="before")
     @classmethod

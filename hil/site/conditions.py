@@ -222,15 +222,16 @@ def run_condition(condition: Condition, factory: ControllerFactory, *, rig: Rig 
     return _judged(condition, label or controller.name, controller.architecture, result)
 
 
-def run_with_product(condition: Condition, dut: DutSpec, control: SiteControl, *, trace: Path | None = None,
-                     rate_hz: float = RATE_HZ) -> SiteVerdict:
+def run_with_product(condition: Condition, dut: DutSpec, control: SiteControl, *, scale: float = 1.0,
+                     trace: Path | None = None, rate_hz: float = RATE_HZ, reference: str | None = REFERENCE) -> SiteVerdict:
     """Run ``condition`` with the site's load manager under test in the loop (``hil.site.under_test``) on an
-    emulated site in real time, judge it as a reference controller is judged, and run the reference
-    controller (``REFERENCE``) on the same condition for the report. A launched product's output goes to
+    emulated site, judge it as a reference controller is judged, and run the controller ``reference`` (a
+    reference name; ``None``: none) on the same condition for the report. ``scale``: the site's clock, real time unless the
+    product runs on the same scaled time (a simulation build). A launched product's output goes to
     ``trace`` with the suffix ``.dut.log``."""
     scenario = condition.scenario
     log = trace.with_suffix(".dut.log") if trace is not None else None
-    with Rig(rig_for(scenario, 1.0, site_meter=dut.site_meter)) as rig:
+    with Rig(rig_for(scenario, scale, site_meter=dut.site_meter)) as rig:
         with SiteUnderTest(scenario, rig, dut, control, log_path=log) as product:
             result = run_on_rig(scenario, product, rig=rig, actions=condition.actions, monitor_hz=rate_hz, trace=trace)
             traces = product.traces()
@@ -238,7 +239,8 @@ def run_with_product(condition: Condition, dut: DutSpec, control: SiteControl, *
     verdict = _judged(condition, dut.name, dut.architecture, result)
     verdict.reports_fallback = False
     verdict.product = ProductRecord(traces, tail)
-    verdict.reference = run_condition(condition, CONTROLLERS[REFERENCE], rate_hz=rate_hz, label=REFERENCE)
+    if reference is not None:
+        verdict.reference = run_condition(condition, controller_factory(reference), rate_hz=rate_hz, label=reference)
     return verdict
 
 

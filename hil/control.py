@@ -137,67 +137,81 @@ async def run_command(commands: dict[str, str], action: str, timeout: float, kno
         raise ControlError(f"{action}: command {line!r} exited with status {proc.returncode}: {text}")
 
 
-class CommandControl:
-    """Runs ``commands[action]`` (a shell command line with placeholders) for each action."""
+class ActionControl:
+    """The control seam's actions, each handed to ``_act(action, **values)`` with its values by parameter name
+    (``connector``, ``token``, ``error_code``; ``set_site_limit``: ``limit_a``, ``delay_s``): the adapters
+    that carry an action out the same way whatever it is derive from it."""
+
+    async def _act(self, action: str, **values: object) -> None:
+        raise NotImplementedError
+
+    async def plug_in(self, connector: int = 1) -> None:
+        await self._act("plug_in", connector=connector)
+
+    async def unplug(self, connector: int = 1) -> None:
+        await self._act("unplug", connector=connector)
+
+    async def present_token(self, token: str, connector: int = 1) -> None:
+        await self._act("present_token", token=token, connector=connector)
+
+    async def cut_network(self) -> None:
+        await self._act("cut_network")
+
+    async def restore_network(self) -> None:
+        await self._act("restore_network")
+
+    async def raise_fault(self, connector: int = 1, error_code: str = "GroundFailure") -> None:
+        await self._act("raise_fault", connector=connector, error_code=error_code)
+
+    async def clear_fault(self, connector: int = 1) -> None:
+        await self._act("clear_fault", connector=connector)
+
+    async def power_off(self) -> None:
+        await self._act("power_off")
+
+    async def power_on(self) -> None:
+        await self._act("power_on")
+
+    async def ev_suspend(self, connector: int = 1) -> None:
+        await self._act("ev_suspend", connector=connector)
+
+    async def ev_resume(self, connector: int = 1) -> None:
+        await self._act("ev_resume", connector=connector)
+
+    async def unplug_ev_side(self, connector: int = 1) -> None:
+        await self._act("unplug_ev_side", connector=connector)
+
+    async def plug_in_ev_side(self, connector: int = 1) -> None:
+        await self._act("plug_in_ev_side", connector=connector)
+
+    async def bay_enter(self, connector: int = 1) -> None:
+        await self._act("bay_enter", connector=connector)
+
+    async def bay_leave(self, connector: int = 1) -> None:
+        await self._act("bay_leave", connector=connector)
+
+    async def set_site_limit(self, limit_a: float, delay_s: float = 0.0) -> None:
+        await self._act("set_site_limit", limit_a=limit_a, delay_s=delay_s)
+
+
+class CommandControl(ActionControl):
+    """Runs ``commands[action]`` (a shell command line with placeholders) for each action. The placeholders
+    are the values' names, but ``{error}`` for the error code and, for ``set_site_limit``, ``{limit}`` [A
+    per phase] and ``{delay}`` [s]."""
+
+    PLACEHOLDERS = {"error_code": "error", "limit_a": "limit", "delay_s": "delay"}
 
     def __init__(self, commands: dict[str, str], timeout: float = 60.0) -> None:
         self.commands = commands
         self.timeout = timeout
 
-    async def _run(self, action: str, **values: object) -> None:
-        await run_command(self.commands, action, self.timeout, ACTIONS, **values)
-
-    async def plug_in(self, connector: int = 1) -> None:
-        await self._run("plug_in", connector=connector)
-
-    async def unplug(self, connector: int = 1) -> None:
-        await self._run("unplug", connector=connector)
-
-    async def present_token(self, token: str, connector: int = 1) -> None:
-        await self._run("present_token", token=token, connector=connector)
-
-    async def cut_network(self) -> None:
-        await self._run("cut_network")
-
-    async def restore_network(self) -> None:
-        await self._run("restore_network")
-
-    async def raise_fault(self, connector: int = 1, error_code: str = "GroundFailure") -> None:
-        await self._run("raise_fault", connector=connector, error=error_code)
-
-    async def clear_fault(self, connector: int = 1) -> None:
-        await self._run("clear_fault", connector=connector)
-
-    async def power_off(self) -> None:
-        await self._run("power_off")
-
-    async def power_on(self) -> None:
-        await self._run("power_on")
-
-    async def ev_suspend(self, connector: int = 1) -> None:
-        await self._run("ev_suspend", connector=connector)
-
-    async def ev_resume(self, connector: int = 1) -> None:
-        await self._run("ev_resume", connector=connector)
-
-    async def unplug_ev_side(self, connector: int = 1) -> None:
-        await self._run("unplug_ev_side", connector=connector)
-
-    async def plug_in_ev_side(self, connector: int = 1) -> None:
-        await self._run("plug_in_ev_side", connector=connector)
-
-    async def bay_enter(self, connector: int = 1) -> None:
-        await self._run("bay_enter", connector=connector)
-
-    async def bay_leave(self, connector: int = 1) -> None:
-        await self._run("bay_leave", connector=connector)
-
-    async def set_site_limit(self, limit_a: float, delay_s: float = 0.0) -> None:
-        await run_command(self.commands, "set_site_limit", self.timeout, SITE_ACTIONS, limit=f"{limit_a:g}",
-                          delay=f"{delay_s:g}")
+    async def _act(self, action: str, **values: object) -> None:
+        known = SITE_ACTIONS if action in SITE_ACTIONS else ACTIONS
+        filled = {self.PLACEHOLDERS.get(k, k): f"{v:g}" if isinstance(v, float) else v for k, v in values.items()}
+        await run_command(self.commands, action, self.timeout, known, **filled)
 
 
-class ServiceControl:
+class ServiceControl(ActionControl):
     """Each action is a request to the device's service port (``hil.service_port``): ``POST <url>/<action>``
     with the action's values by name (``connector``, ``token``, ``error_code``; ``set_site_limit``:
     ``limit_a``, ``delay_s``), as ``hil charge-point --control-port`` and ``examples/site_load_manager.py``
@@ -208,59 +222,11 @@ class ServiceControl:
         self.url = url.rstrip("/")
         self.timeout = timeout
 
-    async def _post(self, action: str, **values: object) -> None:
+    async def _act(self, action: str, **values: object) -> None:
         try:
             await asyncio.to_thread(call, f"{self.url}/{action}", self.timeout, **values)
         except ServicePortError as exc:
             raise ControlError(f"{action}: {exc}") from None
-
-    async def plug_in(self, connector: int = 1) -> None:
-        await self._post("plug_in", connector=connector)
-
-    async def unplug(self, connector: int = 1) -> None:
-        await self._post("unplug", connector=connector)
-
-    async def present_token(self, token: str, connector: int = 1) -> None:
-        await self._post("present_token", token=token, connector=connector)
-
-    async def cut_network(self) -> None:
-        await self._post("cut_network")
-
-    async def restore_network(self) -> None:
-        await self._post("restore_network")
-
-    async def raise_fault(self, connector: int = 1, error_code: str = "GroundFailure") -> None:
-        await self._post("raise_fault", connector=connector, error_code=error_code)
-
-    async def clear_fault(self, connector: int = 1) -> None:
-        await self._post("clear_fault", connector=connector)
-
-    async def power_off(self) -> None:
-        await self._post("power_off")
-
-    async def power_on(self) -> None:
-        await self._post("power_on")
-
-    async def ev_suspend(self, connector: int = 1) -> None:
-        await self._post("ev_suspend", connector=connector)
-
-    async def ev_resume(self, connector: int = 1) -> None:
-        await self._post("ev_resume", connector=connector)
-
-    async def unplug_ev_side(self, connector: int = 1) -> None:
-        await self._post("unplug_ev_side", connector=connector)
-
-    async def plug_in_ev_side(self, connector: int = 1) -> None:
-        await self._post("plug_in_ev_side", connector=connector)
-
-    async def bay_enter(self, connector: int = 1) -> None:
-        await self._post("bay_enter", connector=connector)
-
-    async def bay_leave(self, connector: int = 1) -> None:
-        await self._post("bay_leave", connector=connector)
-
-    async def set_site_limit(self, limit_a: float, delay_s: float = 0.0) -> None:
-        await self._post("set_site_limit", limit_a=limit_a, delay_s=delay_s)
 
 
 class PromptControl:

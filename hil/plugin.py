@@ -177,7 +177,13 @@ def rig(pytestconfig: pytest.Config) -> Iterator[Rig]:
 @pytest.fixture(scope="session")
 def rig_spec(pytestconfig: pytest.Config) -> RigSpec:
     """The rig file of ``--rig``, loaded and checked, without starting anything."""
-    return pytestconfig.stash[_RIG_KEY]
+    return configured_rig(pytestconfig)
+
+
+def configured_rig(config: pytest.Config) -> RigSpec:
+    """The rig file of ``--rig`` as the plugin loaded it at configuration (for collection hooks, which run
+    before fixtures)."""
+    return config.stash[_RIG_KEY]
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ import pytest
 from hil.control import CommandControl, PromptControl, ServiceControl, SiteControl
 from hil.ocpp.fixtures import capture_suspended
 from hil.report.measurement import Measurements, slug
-from hil.rig.loader import DEFAULT_RIG, RigFileError, load_rig
+from hil.plugin import configured_rig
 from hil.rig.model import DutSpec, RigSpec
 from hil.site.conditions import (
     PRODUCT, Condition, SiteVerdict, Unfit, controller_factory, on_bench, record, run_condition, run_with_product,
@@ -63,10 +63,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def _product(config: pytest.Config) -> bool:
     """Whether the rig of ``--rig`` names a site's load manager as the device under test."""
-    try:
-        return load_rig(config.getoption("--rig") or DEFAULT_RIG).dut.kind == "site_controller"
-    except RigFileError:
-        return False  # the plugin reports the rig file's error
+    return configured_rig(config).dut.kind == "site_controller"
 
 
 def site_control(dut: DutSpec, config: pytest.Config) -> SiteControl:

@@ -135,12 +135,15 @@ class SiteVerdict:
     settling_s: float | None
     report: ComplianceReport
     result: RigRunResult
-    reports_fallback: bool = True
-    """Whether the controller says when it runs its safe allocation (a product under test does not: its
-    fallback is only seen in what the site draws)."""
     product: ProductRecord | None = None
     reference: "SiteVerdict | None" = None
     """The reference controller on the same condition, for a product under test."""
+
+    @property
+    def reports_fallback(self) -> bool:
+        """Whether the controller says when it runs its safe allocation (a product under test does not: its
+        fallback is only seen in what the site draws)."""
+        return self.product is None
 
     @property
     def passed(self) -> bool:
@@ -237,7 +240,6 @@ def run_with_product(condition: Condition, dut: DutSpec, control: SiteControl, *
             traces = product.traces()
             tail = product.log_tail(10_000)
     verdict = _judged(condition, dut.name, dut.architecture, result)
-    verdict.reports_fallback = False
     verdict.product = ProductRecord(traces, tail)
     if reference is not None:
         verdict.reference = run_condition(condition, controller_factory(reference), rate_hz=rate_hz, label=reference)

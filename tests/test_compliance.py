@@ -141,3 +141,27 @@ def test_never_above_band_always_passes(values: list[float], limit: float) -> No
     current = np.minimum(np.asarray(values), band(limit))
     report = check(np.arange(len(values)) * 0.5, current, limit, settling_s=10.0, breaker_a=limit)
     assert report.passed and report.episodes == 0 and report.overshoot_integral_as == 0.0
+
+
+def test_an_excess_that_lasts_inside_the_band_fails_the_sustained_criterion() -> None:
+    """A site held 2.5 A above its 80 A limit (inside the band, 82.6 A) passes the band's criteria and fails
+    the sustained one: its 20 s mean stands 2.5 A above the limit, the meter's 2 % allows 1.6 A."""
+    t = np.arange(0.0, 60.0, 0.1)
+    held = check(t, np.full_like(t, 82.5), np.full_like(t, 80.0), settling_s=10.0)
+    assert held.steady_pass and held.transient_pass and held.hard_pass
+    assert not held.sustained_pass and not held.passed and "sustained" in held.verdict
+    assert held.sustained_excess_a == pytest.approx(2.5) and held.sustained_allowed_a == pytest.approx(1.6)
+    assert held.first_failure_s == pytest.approx(0.0)
+
+
+def test_ripple_around_the_limit_and_short_spans_pass_the_sustained_criterion() -> None:
+    t = np.arange(0.0, 60.0, 0.1)
+    ripple = check(t, 80.0 + 2.4 * np.sin(2 * np.pi * t / 3.0), np.full_like(t, 80.0), settling_s=10.0)
+    assert ripple.passed and ripple.sustained_excess_a is not None and abs(ripple.sustained_excess_a) < 0.3
+    short = np.arange(0.0, 15.0, 0.1)  # no steady span lasts 20 s: nothing to judge
+    brief = check(short, np.full_like(short, 82.5), np.full_like(short, 80.0), settling_s=10.0)
+    assert brief.sustained_pass and brief.sustained_excess_a is None
+    # The settling window after an event is not steady state: the excess inside it is the transient's.
+    stepped = check(t, np.where(t < 40.0, 82.5, 50.0), np.where(t < 30.0, 100.0, 60.0), [Event(30.0)],
+                    settling_s=10.0)
+    assert stepped.sustained_pass

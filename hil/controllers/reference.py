@@ -6,7 +6,8 @@ cloud-managed architecture in ``cloud``, V2G export in ``v2g``).
 - ``Sequential``: one session at a time in first-come or earliest-deadline order; the head gets what the
   headroom allows (0 below 6 A). ``slot_s`` set: the head rotates every slot (timer load sharing).
 - ``Parallel``: equal share by progressive filling per phase with the 6 A floor; when the headroom cannot
-  give every EV 6 A, admission rotates every ``rotate_s``. ``weights`` by port give a priority variant.
+  give every EV 6 A, admission rotates every ``rotate_s``. ``weights`` by port give the priority variant
+  (``priority``: ``priority_weights``).
 """
 
 from __future__ import annotations
@@ -151,6 +152,12 @@ def declared_unmanaged_a(scenario: Scenario) -> float:
     return scenario.unmanaged_a + steps * scenario.limit_a
 
 
+def priority_weights(ports: int) -> Array:
+    """Weights of the priority variant of parallel: port 1 weighs 4, port 2 weighs 2, the others 1 (a site's
+    priority classes, e.g. a fleet's duty vehicles first)."""
+    return frozen(np.array([4.0, 2.0, *([1.0] * max(ports - 2, 0))])[:ports])
+
+
 def _cloud(scenario: Scenario) -> Controller:
     from hil.controllers.cloud import CloudManaged
 
@@ -185,6 +192,8 @@ CONTROLLERS: dict[str, Callable[[Scenario], Controller]] = {
     "edf": lambda scenario: Sequential(order="edf", unmanaged_max_a=declared_unmanaged_a(scenario), name="edf"),
     "timer": lambda scenario: Sequential(slot_s=3600.0, unmanaged_max_a=declared_unmanaged_a(scenario), name="timer"),
     "parallel": lambda scenario: Parallel(unmanaged_max_a=declared_unmanaged_a(scenario)),
+    "priority": lambda scenario: Parallel(weights=priority_weights(scenario.ports),
+                                          unmanaged_max_a=declared_unmanaged_a(scenario), name="priority"),
     "cloud": _cloud,
     "adaptive": lambda scenario: _adaptive(scenario, cost_aware=False),
     "adaptive-cost": lambda scenario: _adaptive(scenario, cost_aware=True),

@@ -21,14 +21,15 @@ import importlib.util
 import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 
-from hil.compliance.check import SETTLING_S, ComplianceReport
+from hil.compliance.check import ALPHA, BETA_A, HARD_DURATION_S, HARD_FACTOR, SETTLING_S, SUSTAINED_S, ComplianceReport
 from hil.compliance.monitor import RATE_HZ
+from hil.compliance.sessions import RECOVERY_S, Rule, minimum_current, service
 from hil.control import SiteControl
 from hil.controllers.observation import Controller
 from hil.controllers.reference import CONTROLLERS
@@ -129,12 +130,16 @@ class ProductRecord:
 
 @dataclass
 class SiteVerdict:
+    """A condition's verdict: the load-limit compliance report and the session rules (minimum current,
+    service), with the run behind them."""
+
     condition: Condition
     controller: str
     architecture: str
     settling_s: float | None
     report: ComplianceReport
     result: RigRunResult
+    rules: list[Rule] = field(default_factory=list)
     product: ProductRecord | None = None
     reference: "SiteVerdict | None" = None
     """The reference controller on the same condition, for a product under test."""
@@ -147,20 +152,50 @@ class SiteVerdict:
 
     @property
     def passed(self) -> bool:
-        return self.report.passed
+        return self.report.passed and all(r.passed for r in self.rules)
 
     @property
     def detection_s(self) -> float | None:
-        """From the condition's trigger until the first failing window [s]; ``None`` when it passed."""
-        first = self.report.first_failure_s
-        return None if first is None else max(first - self.condition.trigger_s, 0.0)
+        """From the condition's trigger until the first failure of a criterion or rule [s]; ``None`` when it
+        passed."""
+        firsts = [f for f in (self.report.first_failure_s, *(r.first_failure_s for r in self.rules if not r.passed))
+                  if f is not None]
+        return None if not firsts else max(min(firsts) - self.condition.trigger_s, 0.0)
+
+    def failures(self) -> list[str]:
+        """Each failed requirement, with its source and what was measured against what was allowed."""
+        r, out = self.report, []
+        band = f"the band L x {1 + ALPHA:g} + {BETA_A:g} A"
+        if not r.steady_pass:
+            out.append(f"steady state (compliance definition, criterion 1): {r.steady_violation_s:.0f} s above {band} "
+                       f"outside the settling windows (T_s {self.settling_s} s), max overshoot {r.max_overshoot_a:.1f} A "
+                       f"({r.max_overshoot_pct:.0f} %); allowed 0 s")
+        if not r.transient_pass:
+            worst = max(r.events, key=lambda e: e["overshoot_integral_as"] - e["allowance_as"], default=None)
+            detail = "" if worst is None else (
+                f"after the {worst['kind']} at {worst['time']:.0f} s the overshoot integral was "
+                f"{worst['overshoot_integral_as']:.0f} A s against an allowance of {worst['allowance_as']:.0f} A s, or the "
+                "current rose above the band before the event")
+            out.append(f"transient (compliance definition, criterion 2): {detail}")
+        if not r.hard_pass:
+            out.append(f"hard safety (compliance definition, criterion 3; IEC 60898-1): longest above the band "
+                       f"{r.longest_above_s:.0f} s, allowed {HARD_DURATION_S:g} s; or a window above {HARD_FACTOR:g} x the "
+                       f"breaker ({self.condition.scenario.breaker_a:g} A); max overshoot {r.max_overshoot_a:.1f} A")
+        if not r.sustained_pass and r.sustained_excess_a is not None and r.sustained_allowed_a is not None:
+            out.append(f"sustained excess (compliance definition, alpha without beta, over {SUSTAINED_S:g} s of steady "
+                       f"state): the site's mean stood {r.sustained_excess_a:.2f} A above its limit; allowed "
+                       f"{r.sustained_allowed_a:.2f} A (the meter's {ALPHA:.0%})")
+        out += [rule.message() for rule in self.rules if not rule.passed]
+        return out
 
     def summary(self) -> str:
         r = self.report
         settle = "never" if r.worst_settling_s is None else f"{r.worst_settling_s:.1f} s"
-        return (f"{self.condition.name} with {self.controller}: {r.verdict}; {r.steady_violation_s:.0f} s above the band "
-                f"outside the settling windows (T_s {self.settling_s} s), longest above {r.longest_above_s:.0f} s, "
-                f"max overshoot {r.max_overshoot_a:.1f} A ({r.max_overshoot_pct:.0f} %), worst settling {settle}")
+        head = f"{self.condition.name} with {self.controller}: {'PASS' if self.passed else 'FAIL'}"
+        failed = self.failures()
+        if failed:
+            return head + "\n- " + "\n- ".join(failed)
+        return (f"{head}; max overshoot {r.max_overshoot_a:.1f} A, worst settling {settle} (T_s {self.settling_s} s)")
 
 
 def site(name: str, sessions: list[Session], *, limit_a: float, duration_s: float, events: tuple[GridEvent, ...] = (),
@@ -250,7 +285,35 @@ def _judged(condition: Condition, name: str, architecture: str, result: RigRunRe
     assert result.monitor is not None
     settling = condition.settling_s if condition.settling_s is not None else SETTLING_S.get(architecture, 10.0)
     report = result.monitor.judge(settling, breaker_a=condition.scenario.breaker_a, voltage=condition.scenario.phase_voltage)
-    return SiteVerdict(condition, name, architecture, settling, report, result)
+    return SiteVerdict(condition, name, architecture, settling, report, result, rules=session_rules(condition, result, settling))
+
+
+def session_rules(condition: Condition, result: RigRunResult, settling_s: float | None) -> list[Rule]:
+    """The minimum-current and service rules on a run (``hil.compliance.sessions``), the site's current and
+    limit taken from the reference meter at each control step. No rule for the negative control (no
+    settling time): it coordinates nothing."""
+    if settling_s is None or not result.setpoint_a.size:
+        return []
+    assert result.monitor is not None
+    t = result.run.port_t
+    mt, current, limit = result.monitor.series()
+    at = np.clip(np.searchsorted(mt, t, side="right") - 1, 0, max(len(mt) - 1, 0))
+    site_a, limit_a = (current[at], limit[at]) if len(mt) else (np.zeros((len(t), 3)), np.full((len(t), 3), np.inf))
+    return [minimum_current(t, result.setpoint_a),
+            service(t, result.setpoint_a, result.wanting, result.port_phases, limit_a, site_a,
+                    max(settling_s, SETTLING_S["local"]), excused_spans(condition))]
+
+
+def excused_spans(condition: Condition) -> list[tuple[float, float]]:
+    """When the service rule is not judged: from each ``safe_pause`` fault until ``RECOVERY_S`` after the
+    next ``fault_cleared`` action (to the end of the run when none follows) [s]."""
+    spans = []
+    actions = sorted(condition.actions, key=lambda a: a.time)
+    for k, a in enumerate(actions):
+        if a.safe_pause:
+            cleared = next((b.time for b in actions[k + 1:] if b.kind == "fault_cleared"), np.inf)
+            spans.append((a.time, cleared + RECOVERY_S))
+    return spans
 
 
 def record(verdict: SiteVerdict, measurements: object) -> None:
@@ -272,6 +335,11 @@ def record(verdict: SiteVerdict, measurements: object) -> None:
     measurements.record("transient criterion (1 = every window within its allowance)", float(r.transient_pass), "",
                         low=1.0)
     measurements.record("hard safety criterion (1 = passed)", float(r.hard_pass), "", low=1.0)
+    if r.sustained_excess_a is not None and r.sustained_allowed_a is not None:
+        measurements.record(f"sustained excess: steady-state {SUSTAINED_S:g} s mean above the limit, worst",
+                            r.sustained_excess_a, "A", high=r.sustained_allowed_a)
+    for rule in verdict.rules:
+        measurements.record(rule.requirement, rule.measured, rule.unit, low=rule.low, high=rule.high)
     measurements.record("max overshoot", r.max_overshoot_a, "A")
     measurements.record("max overshoot", r.max_overshoot_pct, "%")
     measurements.record("overshoot integral", r.overshoot_integral_as, "A s")

@@ -85,6 +85,10 @@ class Action:
     headroom: bool = False
     """True when it takes headroom (the compliance check then allows the settling time)."""
     reduction_a: float | None = None
+    safe_pause: bool = False
+    """A fault that lets a legal controller pause every session (its site meter gone or wrong, its bus to the
+    chargers lossy): the service rule is not judged from it until the recovery time after a ``fault_cleared``
+    action (``hil.compliance.sessions``)."""
 
 
 @dataclass
@@ -100,6 +104,10 @@ class RigRunResult:
     (CHAdeMO handshake over CAN, contactor), for ``SimulationConfig.ev_start_delay``."""
     setpoint_a: Array = field(default_factory=lambda: np.zeros((0, 0)))
     """(steps, ports) the controller's set point at each step [A per phase]."""
+    wanting: Array = field(default_factory=lambda: np.zeros((0, 0), dtype=bool))
+    """(steps, ports) whether a session is connected at the port and still wants energy."""
+    port_phases: Array = field(default_factory=lambda: np.zeros((0, 3)))
+    """(ports, 3) the phases each port draws from (its wiring), as 0/1."""
     events: list[LoggedEvent] = field(default_factory=list)
     monitor: Monitor | None = None
     fallback_flags: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
@@ -412,6 +420,7 @@ class _SiteRun:
         self.base, self.enforced, self.announced, self.unmanaged = limit_trace(scenario, self.t)
         self.site_rec, self.fallback_rec = np.zeros((self.steps, 3)), np.zeros(self.steps, dtype=bool)
         self.port_rec, self.kwh_rec, self.set_rec = (np.zeros((self.steps, n)) for _ in range(3))
+        self.wanting_rec = np.zeros((self.steps, n), dtype=bool)
         self.requested = np.array([s.energy_kwh for s in self.sessions])
         self.delivered, self.changes = np.zeros(len(self.sessions)), np.zeros(len(self.sessions))
         self.step_ms: list[float] = []
@@ -497,6 +506,7 @@ class _SiteRun:
             self.first_set[p] = np.inf  # measured once per session
         self.control(k, t, connected, measured, remaining)
         self.port_rec[k], self.kwh_rec[k], self.set_rec[k] = measured, port_kwh, self.setpoint
+        self.wanting_rec[k] = connected & ~self.done
 
     def grid(self, k: int, t: float) -> None:
         """The limit the site must keep, and the building's own load."""
@@ -602,6 +612,7 @@ class _SiteRun:
         )
         return RigRunResult(
             run, self.late, np.asarray(self.step_ms), np.asarray(self.starts), setpoint_a=self.set_rec,
+            wanting=self.wanting_rec, port_phases=site.wired.copy(),
             events=site.events, monitor=self.monitor, fallback_flags=self.fallback_rec,
             write_errors=sum(w.errors for w in site.setpoints), read_errors=sum(r.errors for r in self.readers),
             clock_scale=self.rig.clock.scale,

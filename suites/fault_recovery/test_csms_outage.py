@@ -54,7 +54,7 @@ def outage_site() -> Scenario:
         events=(GridEvent("limit_step", STEP_S, fraction=0.6),), port_phase=(0, 1, 2, 0))
 
 
-CONTROLLERS = ("parallel",)
+CONTROLLERS = ("sequential", "timer", "parallel", "priority", "adaptive")
 """The allocation the CSMS runs (the cloud-managed architecture's inner controller)."""
 
 
@@ -85,9 +85,11 @@ def _plot(result: CloudSiteResult) -> plt.Figure:
 
 
 def test_f3_csms_unreachable_30_min_during_a_limit_reduction(controller_name: str, measurements: Measurements) -> None:
-    """The CSMS is unreachable for 30 min during a limit reduction: offline profile behaviour holds; every
-    transaction message is queued and delivered in order after reconnection, none lost; the CSMS
-    re-allocates within the cloud settling time (60 s)."""
+    """The CSMS is unreachable for 30 min during a limit reduction: the site stays inside the band on what the
+    charge points do alone (their offline profiles); every transaction message is queued and delivered in
+    order after reconnection, none lost (OCPP 1.6 §4.7, §3.10); the CSMS re-allocates and the site is back
+    inside the band within the cloud settling time (60 s). How the architecture keeps the site safe offline
+    (here a floor profile under a lease) is its own: the report shows each charge point's limit."""
     if controller_name == PRODUCT:
         pytest.skip("the outage is cut between evhil's own CSMS and its charge points; a product's own offline "
                     "behaviour needs a network seam between it and the chargers, which this test does not have yet")
@@ -104,18 +106,6 @@ def test_f3_csms_unreachable_30_min_during_a_limit_reduction(controller_name: st
     measurements.figure(fig, "site current and each charge point's limit through the outage")
     plt.close(fig)
     assert report.start_s < STEP_S < report.start_s + report.duration_s, "the limit step must fall inside the outage"
-
-    # Offline profile behaviour: once the lease has expired, every running transaction is held at the floor
-    # and the one started offline waits at 0 A; before the outage the allocation was above the floor (so the
-    # floor is what made the difference).
-    t, limits = run.t, r.enforced_trace_a
-    before = (t > 40.0) & (t < report.start_s)
-    offline = (t > report.start_s + r.lease_s + 2.0) & (t < report.start_s + report.duration_s)
-    assert np.mean(limits[before][:, :3] > r.offline_a + 5.0) >= 0.9  # (a loaded machine may renew a lease late)
-    assert np.nanmax(limits[offline]) <= r.offline_a + 1e-6
-    started_offline = offline & (t > 605.0)
-    assert np.all(limits[started_offline, 3] == 0.0), "a transaction started offline waits on the TxDefaultProfile"
-    assert r.offline_a * run.scenario.ports <= 0.6 * LIMIT_A + 1e-6
 
     # Every transaction message queued offline reached the CSMS, in the order produced, none lost.
     measurements.record("outage duration", report.duration_s, "s", low=1800.0)
@@ -142,13 +132,10 @@ def test_f3_csms_unreachable_30_min_during_a_limit_reduction(controller_name: st
     measurements.record("recovery: network back to the site in band", np.inf if report.back_in_band_s is None
                         else report.back_in_band_s, "s", high=settling)
     assert verdict.passed, verdict.to_dict()
-    # The leases still valid at the step hold the old allocation until they expire: at most one lease
-    # after the cut, and no longer.
-    assert verdict.time_above_band_s <= r.lease_s + 3.0
-    assert recovery <= settling
-    assert report.back_in_band_s is not None and report.back_in_band_s <= settling
-    # After the recovery the charge points enforce what the CSMS allocates again (above the floor).
-    measurements.record("CLOUD-01 allocation after the recovery, above its offline floor", r.allocated_a["CLOUD-01"], "A",
-                        low=r.offline_a + 1.0)
-    assert r.allocated_a["CLOUD-01"] == pytest.approx(r.enforced_a["CLOUD-01"])
+    # After the recovery each charge point enforces what the CSMS allocates again; the one whose EV left
+    # during the outage has no transaction, so nothing to enforce.
+    for cs_id, allocated in r.allocated_a.items():
+        if cs_id != "CLOUD-02":
+            assert r.enforced_a[cs_id] == pytest.approx(allocated), (
+                f"{cs_id} enforces {r.enforced_a[cs_id]} A after the recovery; the CSMS allocated it {allocated} A")
     assert r.allocated_a["CLOUD-02"] == 0.0 and r.enforced_a["CLOUD-02"] is None

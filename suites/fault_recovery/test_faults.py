@@ -1,7 +1,11 @@
 """Fault recovery: the site keeps its limit while a meter, an EV, the bus to the chargers, a power source or
 the controller itself fails, and recovers once the fault clears (scenarios F1 to F6 of the reference).
 
-Each test states the fault, the behaviour expected of a robust controller and the measured recovery time.
+Each test states the fault, what every legal controller must do about it, and the measured recovery time.
+The verdict is the load-limit compliance check on the reference meter plus the session rules (a set point is 0
+or at least 6 A; no session waits while the site idles with room for it, except while a fault lets a legal
+controller pause every session and for ``RECOVERY_S`` after it clears). How a controller detects a fault and
+what it allocates meanwhile are its own: when it says it is in fallback, the report shows when, as information.
 Most faults are injected into the emulators (a meter's gain or silence, an EV's CAN silence or its
 pilot, a power source's latency, losses or protection): those tests run on emulated rigs, with evhil's
 reference controllers or around a site's load manager under test (``dut.kind: site_controller``), whose
@@ -19,15 +23,18 @@ import pytest
 from hil.site.rig_run import Action, RigSite
 from hil.emulators.faults import ALL_IDS
 from hil.instruments.chademo import SILENCE_TIMEOUT_S
+from hil.compliance.sessions import DRAWING_A, RECOVERY_S
 from hil.site.conditions import PRODUCT, Condition, SiteVerdict, ev, site
 from hil.plant.power_stage import Protection
 from hil.report.measurement import Measurements
 from hil.site.scenarios import GridEvent
 
-CONTROLLERS = ("parallel", "adaptive")
+CONTROLLERS = ("sequential", "timer", "parallel", "priority", "adaptive")
 LIMIT_A = 80.0
 Judge = Callable[[Condition], SiteVerdict]
 
+LATE = (1, 3)
+"""The ports (1-based) whose EVs follow late in F4: the first is served by every reference controller."""
 EMULATOR_FAULT = pytest.mark.emulated_only
 """The test injects its fault into an emulator (a meter, an EV, a power source, the plant): on a bench
 there is no seam for it, and it skips. The others need only evhil's side (a restart of its controller, what
@@ -85,17 +92,18 @@ def _fallback_span(verdict: SiteVerdict) -> tuple[float | None, float | None]:
 
 @EMULATOR_FAULT
 def test_f1_site_meter_reads_20_percent_low(controller_name: str, judge: Judge, measurements: Measurements) -> None:
-    """Fault: from 20 s the controller's site meter reads 20 % low (gain 0.8). Expected: the plausibility
-    check (the port meters add up to more than the site meter) puts the controller in fallback within 30 s,
-    and the true site current stays inside the band."""
+    """Fault: from 20 s the controller's site meter reads 20 % low (gain 0.8). Expected: the true site current
+    stays inside the band (a feedback controller that trusts the meter settles 25 % above the limit; the
+    reference ones see the port meters add up to more than the site meter and fall back)."""
     verdict = judge(Condition(
-        "F1 site meter 20 % low", "fallback within 30 s; the true current stays inside the band",
+        "F1 site meter 20 % low", "the true current stays inside the band",
         site("f1", [ev(p) for p in range(4)], limit_a=LIMIT_A, duration_s=70, unmanaged_a=4.0),
-        (Action(20.0, "fault", "site meter gain 0.8", _fault("site", gain=0.8), headroom=True),), trigger_s=20.0))
+        (Action(20.0, "fault", "site meter gain 0.8", _fault("site", gain=0.8), headroom=True, safe_pause=True),),
+        trigger_s=20.0))
     if verdict.reports_fallback:  # a product does not say when it falls back: only what the site draws is judged
         entered, _ = _fallback_span(verdict)
-        detected = None if entered is None or entered < 20.0 else entered - 20.0
-        measurements.record("time to detect the low site meter", np.inf if detected is None else detected, "s", high=30.0)
+        if entered is not None and entered >= 20.0:
+            measurements.record("fallback entered after the meter went wrong (information)", entered - 20.0, "s")
     assert verdict.passed, verdict.summary()
 
 
@@ -104,29 +112,28 @@ def test_f1_site_meter_reads_20_percent_low(controller_name: str, judge: Judge, 
 def test_f2_site_meter_stale_or_gone(outage_s: float, how: str, controller_name: str, judge: Judge,
                                      measurements: Measurements) -> None:
     """Fault: the site meter freezes (serves its last values) for 10 s, or stops answering for 2 min, and the
-    building load steps up by 15 A while the meter cannot show it. Expected: after 3 s without a fresh
-    reading the controller assumes the declared worst-case building load (fallback) and the site stays inside
-    the band; it leaves the fallback after 60 s of healthy readings."""
+    building load steps up by 15 A while the meter cannot show it. Expected: the site stays inside the band
+    throughout (the reference controllers assume the declared worst-case building load after 3 s without a
+    fresh reading), and charging goes on, or resumes within the recovery time once the meter is back."""
     start = 20.0
+    back_s = start + outage_s
     fault = {"frozen": True} if how == "frozen" else {"no_reply": True}
-    exit_s = 60.0 if outage_s <= 10.0 else 0.0  # the exit from the fallback is watched once, after the short one
     verdict = judge(Condition(
-        f"F2 site meter {how} for {outage_s:g} s", "fallback after 3 s; inside the band throughout",
-        site("f2", [ev(p) for p in range(4)], limit_a=LIMIT_A, duration_s=start + outage_s + exit_s + 15.0, unmanaged_a=5.0,
+        f"F2 site meter {how} for {outage_s:g} s", "inside the band throughout; charging resumes once the meter is back",
+        site("f2", [ev(p) for p in range(4)], limit_a=LIMIT_A, duration_s=back_s + RECOVERY_S + 15.0, unmanaged_a=5.0,
              events=(GridEvent("unmanaged_step", start + min(5.0, outage_s / 2), fraction=15.0 / LIMIT_A),)),
-        (Action(start, "fault", f"site meter {how}", _fault("site", **fault)),
-         Action(start + outage_s, "fault_cleared", "site meter back", _clear("site"))), trigger_s=start))
+        (Action(start, "fault", f"site meter {how}", _fault("site", **fault), safe_pause=True),
+         Action(back_s, "fault_cleared", "site meter back", _clear("site"))), trigger_s=start))
     entered, left = _fallback_span(verdict)
-    if verdict.reports_fallback:  # a product does not say when it falls back: only what the site draws is judged
-        measurements.record("fallback entered after the meter went stale", np.inf if entered is None else entered - start,
-                            "s", high=5.0)
-    if verdict.reports_fallback and exit_s and left is not None:
-        measurements.record("fallback left after the meter came back", left - (start + outage_s), "s", low=55.0,
-                            high=exit_s + 5.0)
+    if verdict.reports_fallback and entered is not None and entered >= start:
+        measurements.record("fallback entered after the meter went stale (information)", entered - start, "s")
+        if left is not None and left >= back_s:
+            measurements.record("fallback left after the meter came back (information)", left - back_s, "s")
     run = verdict.result.run
-    back = run.port_a[run.port_t >= start + outage_s + 5.0].sum(axis=1)
-    measurements.record("EV current once the meter is back (charging resumed)", float(back.min()) if len(back) else 0.0,
-                        "A", low=6.0)
+    charging = np.nonzero((run.port_t >= back_s) & (run.port_a > DRAWING_A).any(axis=1))[0]
+    resumed = float(run.port_t[charging[0]] - back_s) if len(charging) else np.inf
+    measurements.record("recovery: from the meter back to an EV charging", resumed, "s",
+                        high=RECOVERY_S + (verdict.settling_s or 0.0))
     assert verdict.passed, verdict.summary()
 
 
@@ -134,21 +141,26 @@ def test_f2_site_meter_stale_or_gone(outage_s: float, how: str, controller_name:
 @pytest.mark.parametrize(("reaction_s", "settling_s"), [(5.0, None), (10.0, 20.0)], ids=["5s", "10s"])
 def test_f4_evs_that_follow_late(reaction_s: float, settling_s: float | None, controller_name: str, judge: Judge,
                                  measurements: Measurements) -> None:
-    """Fault: the EVs on ports 2 and 3 follow a new set point ``reaction_s`` late (IEC 61851-1 allows 5 s);
-    the limit steps to 60 %. Expected: with 5 s the site settles within the local 10 s; with 10 s (a
-    non-compliant EV) within 20 s, and the suite measures the late ports' reaction time."""
+    """Fault: the EVs on ports 1 and 3 follow a new set point ``reaction_s`` late (IEC 61851-1 allows 5 s);
+    the limit steps to 30 %. Expected: with 5 s the site settles within the local 10 s; with 10 s (a
+    non-compliant EV) within 20 s, and the suite measures the late ports' reaction time. When the step asks no
+    late port to give (a controller that was not charging them), there is nothing to measure: it skips."""
     actions = tuple(Action(0.0, "fault", f"EV on p{p} follows {reaction_s:g} s late",
-                           _stage(f"p{p}", lambda st: setattr(st, "reaction_s", reaction_s))) for p in (2, 3))
+                           _stage(f"p{p}", lambda st: setattr(st, "reaction_s", reaction_s))) for p in LATE)
     verdict = judge(Condition(
         f"F4 EVs following {reaction_s:g} s late", "settles within the settling time",
         site("f4-late", [ev(p) for p in range(4)], limit_a=LIMIT_A, duration_s=60,
-             events=(GridEvent("limit_step", 30.0, fraction=0.6),)), actions, trigger_s=30.0, settling_s=settling_s))
+             events=(GridEvent("limit_step", 30.0, fraction=0.3),)), actions, trigger_s=30.0, settling_s=settling_s))
     r = verdict.result
     t = r.run.port_t
     after = np.nonzero(t >= 30.0)[0]
-    drop = r.setpoint_a[after[0] - 1, [1, 2]] - r.setpoint_a[after[0] + 2, [1, 2]]
-    port = (1, 2)[int(np.argmax(drop))]  # the late port the step asked to give most
-    assert drop.max() > 2.0, "the limit step did not reduce a late port: nothing to measure"
+    late = [p - 1 for p in LATE]
+    drop = r.setpoint_a[after[0] - 1, late] - r.setpoint_a[after[0] + 2, late]
+    port = late[int(np.argmax(drop))]  # the late port the step asked to give most
+    if drop.max() <= 2.0:
+        assert verdict.passed, verdict.summary()
+        pytest.skip(f"{controller_name} asked no late EV (ports {', '.join(map(str, LATE))}) to give more than 2 A at the "
+                    "limit step: their lateness did not come into play, nothing to measure")
     # Reaction to the set point the step commanded (the controller may lower it again later, while the late
     # EV still draws: that would measure the controller's corrections, not the EV).
     commanded = r.setpoint_a[after[0] + 2, port]
@@ -202,7 +214,7 @@ def test_f5_latency_and_loss_on_the_bus_to_the_chargers(controller_name: str, ju
             faults.latency, faults.loss = 2.0 / s.clock.scale, 0.1
         return apply
 
-    actions = tuple(Action(5.0, "fault", f"ps{p}: 2 s latency, 10 % loss", slow_and_lossy(p))
+    actions = tuple(Action(5.0, "fault", f"ps{p}: 2 s latency, 10 % loss", slow_and_lossy(p), safe_pause=True)
                     for p in faulty) + tuple(Action(58.0, "fault_cleared", f"ps{p}: bus healed", heal(p)) for p in faulty)
     verdict = judge(Condition(
         "F5 2 s latency and 10 % loss to the chargers", "settles within the slow-bus settling time",
@@ -239,19 +251,23 @@ def test_f6_phase_misdeclaration(case: str, controller_name: str, judge: Judge) 
 def test_power_source_protection_trip_and_recovery(controller_name: str, judge: Judge,
                                                    measurements: Measurements) -> None:
     """Fault: at 20 s the power source of the busiest port trips on over-current. Expected: the port goes dark,
-    the site stays inside the band, and the charger clears the protection and restarts the charge once the
-    port has been dark for 10 s: it draws again within 20 s of the trip."""
+    the site stays inside the band, also when the charger clears the protection once the port has been dark
+    for 10 s and the port may draw again. Whether the controller gives it current again is its own choice:
+    when it does, the report shows how long the port took to draw."""
     verdict = judge(Condition(
-        "protection trip", "inside the band; the port draws again within 20 s",
+        "protection trip", "inside the band through the trip and the port's return",
         site("trip", [ev(p) for p in range(4)], limit_a=LIMIT_A, duration_s=55),
         (Action(20.0, "fault", "over-current trip of the busiest port's source", _trip_busiest),), trigger_s=20.0))
     port = _port_of(verdict, "tripped")
+    cleared = _first(verdict, "protection_cleared", 20.0)
+    measurements.record("trip seen and cleared by the charger", float(cleared is not None), "", low=1.0)
     r = verdict.result
     t = r.run.port_t
-    back = np.nonzero((t > 21.0) & (r.run.port_a[:, port] > 2.0))[0]
-    recovery = float(t[back[0]] - 20.0) if len(back) else np.inf
-    measurements.record("trip seen and cleared", float(_first(verdict, "protection_cleared", 20.0) is not None), "", low=1.0)
-    measurements.record("recovery time after the trip", recovery, "s", high=20.0)
+    offered = np.nonzero((t >= (cleared or np.inf)) & (r.setpoint_a[:, port] >= 6.0))[0]
+    if len(offered):
+        back = np.nonzero((t >= t[offered[0]]) & (r.run.port_a[:, port] > DRAWING_A))[0]
+        measurements.record("the tripped port drawing again after the controller offered it current (information)",
+                            float(t[back[0]] - t[offered[0]]) if len(back) else np.inf, "s")
     assert verdict.passed, verdict.summary()
 
 
@@ -290,9 +306,10 @@ def test_controller_restart_mid_session(controller_name: str, judge: Judge, meas
         (Action(25.0, "fault", "controller process killed", lambda s: s.restart_controller(10.0)),), trigger_s=25.0))
     r = verdict.result
     t = r.run.port_t
-    before = r.run.port_a[(t >= 18.0) & (t < 25.0)].min(axis=0) > 2.0
-    after = r.run.port_a[(t >= 40.0) & (t < 45.0)].min(axis=0) > 2.0
+    before = r.run.port_a[(t >= 18.0) & (t < 25.0)].min(axis=0) > DRAWING_A
+    after = (r.run.port_a[t >= 35.0] > DRAWING_A).any(axis=0)
     measurements.record("sessions charging before the restart", int(before.sum()), "", low=1.0)
-    measurements.record("of them, charging again after it", int((before & after).sum()), "", low=int(before.sum()))
+    measurements.record("of them, charging after it is back (none lost)", int((before & after).sum()), "",
+                        low=int(before.sum()))
     assert _first(verdict, "controller_back", 25.0) is not None
     assert verdict.passed, verdict.summary()

@@ -1,0 +1,120 @@
+"""What a site owes every session, beside the limit: the minimum-current rule and service.
+
+Pure functions on a run's per-step arrays (the control steps of a rig run: set points, port currents, which
+sessions want energy), each returning a ``Rule``: the requirement, its source, what was measured against
+what was allowed, and when it first failed.
+
+- **Minimum current** (IEC 61851-1: a pilot offers no current or at least 6 A; below 6 A the EVSE cannot
+  offer a valid current and must pause): every set point a port is given is 0 or at least 6 A.
+- **Service**: a session that wants energy is not kept waiting while the site idles. Whenever the controller
+  allocates no port on any phase the session would use (no set point of 6 A or more there), the site has
+  room for the minimum current on those phases (the limit less the reference meter's current is at least
+  6 A plus the band's margin), and the session has no set point, the controller has ``service_s`` (the
+  architecture's settling time) to give it current. Allocation order is the product's: a sequential site
+  that serves one session at a time passes (also while its one session's EV draws nothing), a site that
+  leaves a session waiting while it allocates nothing does not. Spans in which a fault lets a legal controller pause
+  every session (its site meter gone or wrong, its bus to the chargers lossy) are not judged, up to the
+  recovery time after the fault clears.
+
+Units: seconds, A per phase.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from hil.compliance.check import ALPHA, BETA_A
+
+MIN_CURRENT_A = 6.0
+"""IEC 61851-1: the lowest current a pilot can offer [A]."""
+RESOLUTION_A = 0.05
+"""Set points this close to 0 or to 6 A count as 0 or 6 A (OCPP's 0.1 A steps, rounding) [A]."""
+DRAWING_A = 1.0
+"""A port drawing more than this is charging [A]."""
+RECOVERY_S = 60.0
+"""After a fault that lets a controller pause every session clears, the controller has this long (plus its
+settling time) to serve sessions again: the reference's 60 s of healthy data before leaving its fallback [s]."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The outcome of one requirement on a run: ``measured`` [``unit``] against its limits."""
+
+    requirement: str
+    source: str
+    passed: bool
+    measured: float
+    unit: str
+    low: float | None
+    high: float | None
+    detail: str
+    """What was measured, in words, naming the port and the time (empty when there was nothing to judge)."""
+    first_failure_s: float | None = None
+
+    def message(self) -> str:
+        return f"{self.requirement} ({self.source}): {self.detail}"
+
+
+def minimum_current(t: ArrayLike, setpoint_a: ArrayLike) -> Rule:
+    """The minimum-current rule on the set points ``setpoint_a`` (steps, ports) [A per phase] given at
+    times ``t`` (steps,) [s]. ``measured``: the lowest nonzero set point [A] (``inf`` when none)."""
+    times = np.asarray(t, dtype=float)
+    sp = np.asarray(setpoint_a, dtype=float)
+    on = sp > RESOLUTION_A
+    low = on & (sp < MIN_CURRENT_A - RESOLUTION_A)
+    lowest = float(sp[on].min()) if on.any() else float("inf")
+    source = "IEC 61851-1, minimum pilot current"
+    name = "minimum current: a set point is 0 or at least 6 A"
+    if not low.any():
+        return Rule(name, source, True, lowest, "A", MIN_CURRENT_A - RESOLUTION_A, None, "")
+    k, p = np.argwhere(low)[0]
+    steps = int(low[:, p].sum())
+    dt = float(np.median(np.diff(times))) if len(times) > 1 else 1.0
+    detail = (f"port {p + 1} was set to {sp[k, p]:.1f} A at {times[k]:.0f} s ({steps * dt:.0f} s below 6 A in all; "
+              f"lowest nonzero set point {lowest:.1f} A); a pilot offers 0 or at least 6 A")
+    return Rule(name, source, False, lowest, "A", MIN_CURRENT_A - RESOLUTION_A, None, detail, float(times[k]))
+
+
+def service(t: ArrayLike, setpoint_a: ArrayLike, wanting: ArrayLike, port_phases: ArrayLike,
+            limit_a: ArrayLike, site_a: ArrayLike, service_s: float,
+            excused: Sequence[tuple[float, float]] = ()) -> Rule:
+    """The service rule. Per control step ``t`` (steps,) [s]: each port's set point (steps, ports) [A per
+    phase], whether its session wants energy (steps, ports), each port's phases (ports, 3) as 0/1, and the
+    site's limit and reference-meter current per phase (steps, 3) [A]. ``excused``: (start, end) spans [s]
+    not judged. ``measured``: the longest a session waited while the site idled with room for it [s]."""
+    times = np.asarray(t, dtype=float)
+    sp = np.asarray(setpoint_a, dtype=float)
+    want = np.asarray(wanting, dtype=bool)
+    b = np.asarray(port_phases, dtype=float)
+    limit, site = np.asarray(limit_a, dtype=float), np.asarray(site_a, dtype=float)
+    allocated = (sp >= MIN_CURRENT_A - RESOLUTION_A).astype(float) @ b  # (steps, 3): ports given current, per phase
+    room = limit - site - (MIN_CURRENT_A + ALPHA * limit + BETA_A)  # (steps, 3)
+    judged = np.ones(len(times), dtype=bool)
+    for start, end in excused:
+        judged &= ~((times >= start) & (times < end))
+    name = "service: no session waits while the site idles with room for it"
+    source = "evhil service rule (the settling time of the architecture, IEC 61851-1 minimum current)"
+    worst, worst_at, worst_port = 0.0, None, -1
+    dt = float(np.median(np.diff(times))) if len(times) > 1 else 1.0
+    for p in range(sp.shape[1]):
+        used = b[p] > 0
+        if not used.any():
+            continue
+        idle = (allocated[:, used] == 0).all(axis=1) & (room[:, used] >= 0).all(axis=1)
+        waiting = judged & want[:, p] & idle & (sp[:, p] < MIN_CURRENT_A - RESOLUTION_A)
+        edges = np.flatnonzero(np.diff(np.concatenate(([0], waiting.astype(int), [0]))))
+        for start, end in zip(edges[::2], edges[1::2]):
+            span = float(times[end - 1] - times[start]) + dt
+            if span > worst:
+                worst, worst_at, worst_port = span, float(times[start]), p
+    if worst <= service_s + 1e-9:
+        detail = "" if worst == 0 else f"the longest wait with the site idle was {worst:.0f} s (port {worst_port + 1})"
+        return Rule(name, source, True, worst, "s", None, service_s, detail)
+    detail = (f"the session at port {worst_port + 1} waited {worst:.0f} s from {worst_at:.0f} s with no set point while "
+              f"no port was given current on its phases and the site had room for 6 A; allowed {service_s:g} s")
+    return Rule(name, source, False, worst, "s", None, service_s, detail,
+                None if worst_at is None else worst_at + service_s)

@@ -61,7 +61,9 @@ def test_a_one_port_bench_of_its_own_names_runs_the_load_limit_suite(tmp_path: P
         assert "negative control" in outcomes[f"test_site_stays_inside_the_limit[plain-{condition}]"][1], report
     skipped = {
         "test_site_stays_inside_the_limit[parallel-single_phase_imbalance]": "needs at least 2 ports",
-        "test_arrivals_at_full_headroom[parallel]": "needs at least 3 ports",
+        "test_site_stays_inside_the_limit[parallel-arrivals]": "needs at least 3 ports",
+        "test_site_stays_inside_the_limit[parallel-scarcity]": "needs at least 2 ports",
+        "test_site_stays_inside_the_limit[parallel-short_sessions]": "needs at least 2 ports",
         "test_site_stays_inside_the_limit[parallel-unmanaged_load_step]": "no controllable load",
     }
     for case, reason in skipped.items():

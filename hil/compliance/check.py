@@ -105,6 +105,8 @@ class ComplianceReport:
     ``None`` when no steady span was that long."""
     sustained_allowed_a: float | None = None
     """What that span's limit allowed above it: ``alpha x L`` [A]."""
+    breaker_a: float | None = None
+    """The breaker rating the hard criterion used [A]."""
 
     @property
     def passed(self) -> bool:
@@ -120,6 +122,30 @@ class ComplianceReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "passed": self.passed, "verdict": self.verdict}
+
+    def failures(self) -> list[str]:
+        """Each failed criterion, citing the compliance definition, with what was measured against what was
+        allowed."""
+        out = []
+        band = f"the band L x {1 + ALPHA:g} + {BETA_A:g} A"
+        if not self.steady_pass:
+            out.append(f"steady state (compliance definition, criterion 1): {self.steady_violation_s:.0f} s above {band} "
+                       f"outside the settling windows (T_s {self.settling_s} s), max overshoot {self.max_overshoot_a:.1f} A "
+                       f"({self.max_overshoot_pct:.0f} %); allowed 0 s")
+        if not self.transient_pass:
+            worst = max(self.events, key=lambda e: e["overshoot_integral_as"] - e["allowance_as"])
+            out.append(f"transient (compliance definition, criterion 2): after the {worst['kind']} at {worst['time']:.0f} s "
+                       f"the overshoot integral was {worst['overshoot_integral_as']:.0f} A s against an allowance of "
+                       f"{worst['allowance_as']:.0f} A s, or the current rose above the band it had before the event")
+        if not self.hard_pass:
+            out.append(f"hard safety (compliance definition, criterion 3; IEC 60898-1): longest above the band "
+                       f"{self.longest_above_s:.0f} s, allowed {HARD_DURATION_S:g} s; no window may exceed {HARD_FACTOR:g} x "
+                       f"the breaker ({self.breaker_a:g} A); max overshoot {self.max_overshoot_a:.1f} A")
+        if not self.sustained_pass and self.sustained_excess_a is not None and self.sustained_allowed_a is not None:
+            out.append(f"sustained excess (compliance definition's alpha without beta, over {SUSTAINED_S:g} s of steady "
+                       f"state): the site's mean stood {self.sustained_excess_a:.2f} A above its limit; allowed "
+                       f"{self.sustained_allowed_a:.2f} A (the meter's {ALPHA:.0%})")
+        return out
 
 
 def band(limit: ArrayLike, alpha: float = ALPHA, beta: float = BETA_A) -> NDArray[np.float64]:
@@ -262,6 +288,7 @@ def check(
         sustained_pass=True if sustained is None else sustained[0],
         sustained_excess_a=None if sustained is None else sustained[1],
         sustained_allowed_a=None if sustained is None else sustained[2],
+        breaker_a=breaker,
     )
 
 

@@ -27,7 +27,7 @@ from types import ModuleType
 
 import numpy as np
 
-from hil.compliance.check import ALPHA, BETA_A, HARD_DURATION_S, HARD_FACTOR, SETTLING_S, SUSTAINED_S, ComplianceReport
+from hil.compliance.check import SETTLING_S, SUSTAINED_S, ComplianceReport
 from hil.compliance.monitor import RATE_HZ
 from hil.compliance.sessions import RECOVERY_S, Rule, minimum_current, service
 from hil.control import SiteControl
@@ -164,29 +164,7 @@ class SiteVerdict:
 
     def failures(self) -> list[str]:
         """Each failed requirement, with its source and what was measured against what was allowed."""
-        r, out = self.report, []
-        band = f"the band L x {1 + ALPHA:g} + {BETA_A:g} A"
-        if not r.steady_pass:
-            out.append(f"steady state (compliance definition, criterion 1): {r.steady_violation_s:.0f} s above {band} "
-                       f"outside the settling windows (T_s {self.settling_s} s), max overshoot {r.max_overshoot_a:.1f} A "
-                       f"({r.max_overshoot_pct:.0f} %); allowed 0 s")
-        if not r.transient_pass:
-            worst = max(r.events, key=lambda e: e["overshoot_integral_as"] - e["allowance_as"], default=None)
-            detail = "" if worst is None else (
-                f"after the {worst['kind']} at {worst['time']:.0f} s the overshoot integral was "
-                f"{worst['overshoot_integral_as']:.0f} A s against an allowance of {worst['allowance_as']:.0f} A s, or the "
-                "current rose above the band before the event")
-            out.append(f"transient (compliance definition, criterion 2): {detail}")
-        if not r.hard_pass:
-            out.append(f"hard safety (compliance definition, criterion 3; IEC 60898-1): longest above the band "
-                       f"{r.longest_above_s:.0f} s, allowed {HARD_DURATION_S:g} s; or a window above {HARD_FACTOR:g} x the "
-                       f"breaker ({self.condition.scenario.breaker_a:g} A); max overshoot {r.max_overshoot_a:.1f} A")
-        if not r.sustained_pass and r.sustained_excess_a is not None and r.sustained_allowed_a is not None:
-            out.append(f"sustained excess (compliance definition, alpha without beta, over {SUSTAINED_S:g} s of steady "
-                       f"state): the site's mean stood {r.sustained_excess_a:.2f} A above its limit; allowed "
-                       f"{r.sustained_allowed_a:.2f} A (the meter's {ALPHA:.0%})")
-        out += [rule.message() for rule in self.rules if not rule.passed]
-        return out
+        return self.report.failures() + [rule.message() for rule in self.rules if not rule.passed]
 
     def summary(self) -> str:
         r = self.report

@@ -12,7 +12,6 @@ Times: seconds. Payloads: OCPP-J camelCase dicts.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import itertools
 import logging
@@ -69,13 +68,13 @@ class Session(Peer):
         idTokenInfo.groupIdToken)."""
         self.boot_status = "Accepted"
         self.heartbeat_interval = csms.heartbeat_interval
-        self._transaction_ids = itertools.count(1)
 
     def token_status(self, token: str) -> str:
         return self.tokens.get(token, self.unknown_token_status)
 
     def next_transaction_id(self) -> int:
-        return next(self._transaction_ids)
+        """A transaction id no other transaction of this CSMS has had, whichever charge point it was on."""
+        return next(self.csms._transaction_ids)
 
 
 class OperatorError(RuntimeError):
@@ -309,6 +308,7 @@ class CSMS:
         """Charge point id -> ``time.monotonic()`` of every opening handshake it attempted, refused or not."""
         self._server: Server | None = None
         self._conn_sessions: dict[int, Session] = {}
+        self._transaction_ids = itertools.count(1)
 
     @property
     def url(self) -> str:

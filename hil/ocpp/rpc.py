@@ -299,6 +299,8 @@ class Connection:
 
     def _on_result(self, raw: str, msg: list[Any]) -> None:
         uid, payload = msg[1], msg[2]
+        if payload is None:  # OCPP-J 1.6 and 2.0.1 §4.2.2: a result without payload may be written null or {}
+            payload = {}
         pending = self._pending.pop(uid, None)
         action = pending.action if pending else None
         self._record("received", raw, CALLRESULT, uid, action, payload if isinstance(payload, dict) else {})

@@ -86,7 +86,8 @@ async def _reset(cp: ScriptedChargePoint, kind: str) -> None:
     with step(1, f"the operator resets: Reset type {kind}"):
         await _operator(cp).reset(kind)
         await cp.expect("Reset", {"type": kind}, timeout=T)
-    with step(3, "BootNotification after the reboot answered Accepted; StatusNotification Available"):
+    with step(3, "the charge point reboots (a new connection): BootNotification answered Accepted; Available"):
+        await cp.reconnect()
         await booted(cp)
 
 

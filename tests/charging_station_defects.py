@@ -7,11 +7,14 @@ says which OCTT cases must catch it; ``test_ocpp201_defects.py`` runs the suites
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from hil.ocpp import smart_charging as sc
 from hil.ocpp.charging_station import ChargingStation, Evse
 from hil.ocpp.device_model import Variable
+
+from charging_station_variants import energy_in_kwh
 
 
 class ForgetsOfflineFlag(ChargingStation):
@@ -203,6 +206,124 @@ class RemoteStartProfileWithoutTransaction(ChargingStation):
             self.raw_profiles[profile["id"]] = (evse, {k: v for k, v in raw.items() if k != "transactionId"})
 
 
+class DoesNotEnforceProfiles(ChargingStation):
+    """Accepts, stores, reports and composes charging profiles, but never limits the power stage."""
+
+    def limit(self, evse: int) -> float | None:
+        return None
+
+
+class LimitFixedAtTransactionStart(ChargingStation):
+    """Works out the charging limit once, when the transaction starts; profiles set later never reach the
+    power stage."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._fixed: dict[str, float | None] = {}
+
+    def limit(self, evse: int) -> float | None:
+        tx = self.evses[evse].transaction
+        if tx is None:
+            return None
+        if tx.id not in self._fixed:
+            self._fixed[tx.id] = super().limit(evse)
+        return self._fixed[tx.id]
+
+
+class BillsZeroEnergy(ChargingStation):
+    """Reports the register reading of the transaction's start again as its Transaction.End reading."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._begin: dict[int, float] = {}
+
+    def meter_value(self, e: Evse, context: str, measurands: list[str], when: datetime | None = None) -> dict[str, Any]:
+        mv = super().meter_value(e, context, measurands, when)
+        for sv in mv["sampledValue"]:
+            if sv["measurand"] == "Energy.Active.Import.Register":
+                if context == "Transaction.Begin":
+                    self._begin[e.id] = sv["value"]
+                elif context == "Transaction.End":
+                    sv["value"] = self._begin.get(e.id, sv["value"])
+        return mv
+
+
+class EnergyKilowattHoursLabelledWh(ChargingStation):
+    """Sends its energy register in kWh but declares the unit Wh."""
+
+    def meter_value(self, e: Evse, context: str, measurands: list[str], when: datetime | None = None) -> dict[str, Any]:
+        return energy_in_kwh(super().meter_value(e, context, measurands, when), {"unit": "Wh"})
+
+
+class HeartbeatIntervalReadBackOnly(ChargingStation):
+    """Stores a HeartbeatInterval set over SetVariables (it reads back) but keeps beating at the interval of the
+    BootNotificationResponse."""
+
+    _beat: int | None = None
+
+    async def _boot(self) -> None:
+        await super()._boot()
+        self._beat = super().number("OCPPCommCtrlr", "HeartbeatInterval")
+
+    def number(self, component: str, name: str, instance: str | None = None) -> int:
+        if (component, name) == ("OCPPCommCtrlr", "HeartbeatInterval") and self._beat is not None:
+            return self._beat
+        return super().number(component, name, instance)
+
+
+class TxUpdatedIntervalReadBackOnly(ChargingStation):
+    """Stores a SampledDataCtrlr.TxUpdatedInterval set over SetVariables but samples at its factory interval."""
+
+    def number(self, component: str, name: str, instance: str | None = None) -> int:
+        if (component, name) == ("SampledDataCtrlr", "TxUpdatedInterval"):
+            return 60
+        return super().number(component, name, instance)
+
+
+class IdleAlignedValuesNeedSendDuringIdle(ChargingStation):
+    """Reads AlignedDataCtrlr.SendDuringIdle the wrong way round: sends no clock-aligned MeterValues while idle
+    unless it is true."""
+
+    async def _try_call(self, action: str, payload: dict[str, Any]) -> dict[str, Any] | None:
+        if action == "MeterValues" and payload["meterValue"][0]["sampledValue"][0].get("context") == "Sample.Clock" \
+                and not self.flag("AlignedDataCtrlr", "SendDuringIdle"):
+            return None
+        return await super()._try_call(action, payload)
+
+
+class UnavailableDuringTransaction(ChargingStation):
+    """Answers ChangeAvailability Inoperative Scheduled during a transaction, but reports the EVSE Unavailable
+    at once."""
+
+    def connector_status(self, e: Evse) -> str:
+        if e.pending_operative is False and not e.faulted:
+            return "Unavailable"
+        return super().connector_status(e)
+
+    async def _on_change_availability(self, p: dict[str, Any]) -> dict[str, Any]:
+        answer = await super()._on_change_availability(p)
+        for e in self.evses.values():
+            self._soon(self._report(e))
+        return answer
+
+
+class UsesDisabledLocalList(ChargingStation):
+    """Authorises from its local list even when LocalAuthListCtrlr.Enabled is false."""
+
+    def _local_info(self, token: str) -> tuple[dict[str, Any] | None, str]:
+        info, source = super()._local_info(token)
+        if info is None and token in self.local_list:
+            return dict(self.local_list[token]), "list"
+        return info, source
+
+
+class ListVersionWhileDisabled(ChargingStation):
+    """Answers GetLocalListVersion with the list's version also while the list is disabled."""
+
+    async def _on_get_local_list_version(self, p: dict[str, Any]) -> dict[str, Any]:
+        return {"versionNumber": self.local_list_version}
+
+
 DEFECTS: dict[str, set[str]] = {
     "ForgetsOfflineFlag": {"TC_E_40_CS", "TC_E_43_CS", "TC_E_44_CS"},
     "BootReasonAlwaysPowerUp": {"TC_B_21_CS", "TC_B_22_CS", "TC_B_23_CS"},
@@ -225,5 +346,15 @@ DEFECTS: dict[str, set[str]] = {
     "ForgetsProfilesOnReboot": {"TC_K_13_CS"},
     "IgnoresValidityPeriod": {"TC_K_21_CS", "TC_K_22_CS"},
     "RemoteStartProfileWithoutTransaction": {"TC_K_37_CS"},
+    "DoesNotEnforceProfiles": {"TC_K_09_CS", "TC_K_28_CS", "TC_K_37_CS", "TC_K_60_CS"},
+    "LimitFixedAtTransactionStart": {"TC_K_28_CS", "TC_K_60_CS"},
+    "BillsZeroEnergy": {"TC_J_10_CS"},
+    "EnergyKilowattHoursLabelledWh": {"TC_J_10_CS"},
+    "HeartbeatIntervalReadBackOnly": {"TC_B_01_CS"},
+    "TxUpdatedIntervalReadBackOnly": {"TC_J_09_CS", "TC_E_29_CS", "TC_E_33_CS", "TC_E_40_CS"},
+    "IdleAlignedValuesNeedSendDuringIdle": {"TC_J_01_CS"},
+    "UnavailableDuringTransaction": {"TC_G_11_CS"},
+    "UsesDisabledLocalList": {"TC_C_02_CS"},
+    "ListVersionWhileDisabled": {"TC_C_02_CS"},
 }
 """Defect -> the OCTT cases that must fail against it."""

@@ -1,7 +1,8 @@
 """Conditional OCTT 2.0.1 cases run where they apply and pass there: against stations that differ from the
 reference in hardware (a fixed cable) or an optional feature (no per-EVSE reset), each case has the
 outcome listed in ``charging_station_variants.VARIANTS``: it passes where it applies, skips as not
-applicable where it does not, and the case for the other variant fails."""
+applicable where it does not, and the case for the other variant fails. (The legal but unusual stations of
+``charging_station_variants.LEGAL`` are run by ``hil selftest``, in CI through ``test_selftest.py``.)"""
 
 from __future__ import annotations
 

@@ -10,9 +10,9 @@ from hil.ocpp.precheck import automated, not_automated
 
 SUITES = Path(__file__).resolve().parent.parent / "suites"
 COVERED_16 = {"Core", "Local Auth List Management", "Remote Trigger", "Smart Charging"}
-BLOCKS_201 = "BCEFK"
+BLOCKS_201 = "BCEFGJK"
 """2.0.1 functional blocks with a charging-station suite: provisioning, authorization, transactions,
-remote control, smart charging."""
+remote control, availability, meter values, smart charging."""
 
 
 def test_ocpp16_charge_point_profiles_are_covered() -> None:
@@ -34,7 +34,7 @@ def test_ocpp16_central_system_profiles_are_covered() -> None:
 
 
 def test_ocpp201_charging_station_blocks_are_covered() -> None:
-    """Every case of blocks B, C, E, F and K flagged M or C for the station in Core or Smart Charging."""
+    """Every case of blocks B, C, E, F, G, J and K flagged M or C for the station in Core or Smart Charging."""
     cases = {c.id for c in catalogue.load("2.0.1").values() if c.sut == "CS" and c.block in BLOCKS_201 and any(
         catalogue.requirement(c.base_id, profile, "CS") for profile in ("Core", "Smart Charging"))}
     done = automated(SUITES / "ocpp201")

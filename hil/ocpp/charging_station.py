@@ -88,6 +88,8 @@ class Transaction:
     ended: bool = False
     invalid_energy_wh: float | None = None
     """Meter reading when the token was found invalid and charging went on (MaxEnergyOnInvalidId)."""
+    ended_samples: list[dict[str, Any]] = field(default_factory=list)
+    """Meter values sampled every SampledDataCtrlr.TxEndedInterval s, sent with the Ended event."""
 
 
 @dataclass
@@ -537,24 +539,33 @@ class ChargingStation:
                            phases=e.outlet.phases)
 
     async def _sample(self) -> None:
-        """Periodic transaction meter values every SampledDataCtrlr.TxUpdatedInterval s from the start."""
-        due: dict[int, tuple[Transaction, float]] = {}
+        """Sampled transaction meter values (J02), each interval counted from the transaction's start: every
+        SampledDataCtrlr.TxUpdatedInterval s an Updated event, every TxEndedInterval s a sample kept for the
+        Ended event."""
+        due: dict[tuple[int, str], tuple[Transaction, float]] = {}
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(0.02)
-            interval = self.number("SampledDataCtrlr", "TxUpdatedInterval")
             now = loop.time()
             for k, e in self.evses.items():
-                tx = e.transaction
-                if tx is None or interval <= 0 or not self.flag("SampledDataCtrlr", "Enabled"):
-                    due.pop(k, None)
-                    continue
-                if k not in due or due[k][0] is not tx:
-                    due[k] = (tx, now + interval)
-                elif now >= due[k][1]:
-                    due[k] = (tx, due[k][1] + interval)
-                    self._event(e, tx, "Updated", "MeterValuePeriodic", meter=self.meter_value(
-                        e, "Sample.Periodic", self.dm.members("SampledDataCtrlr", "TxUpdatedMeasurands")))
+                for name in ("TxUpdatedInterval", "TxEndedInterval"):
+                    interval = self.number("SampledDataCtrlr", name)
+                    tx = e.transaction
+                    if tx is None or interval <= 0 or not self.flag("SampledDataCtrlr", "Enabled"):
+                        due.pop((k, name), None)
+                    elif (k, name) not in due or due[k, name][0] is not tx:
+                        due[k, name] = (tx, now + interval)
+                    elif now >= due[k, name][1]:
+                        due[k, name] = (tx, due[k, name][1] + interval)
+                        self._periodic(e, tx, name)
+
+    def _periodic(self, e: Evse, tx: Transaction, interval: str) -> None:
+        if interval == "TxUpdatedInterval":
+            self._event(e, tx, "Updated", "MeterValuePeriodic", meter=self.meter_value(
+                e, "Sample.Periodic", self.dm.members("SampledDataCtrlr", "TxUpdatedMeasurands")))
+        else:
+            tx.ended_samples.append(self.meter_value(e, "Sample.Periodic",
+                                                     self.dm.members("SampledDataCtrlr", "TxEndedMeasurands")))
 
     async def _aligned(self) -> None:
         while True:
@@ -569,10 +580,11 @@ class ChargingStation:
             measurands = self.dm.members("AlignedDataCtrlr", "Measurands")
             for e in self.evses.values():
                 mv = self.meter_value(e, "Sample.Clock", measurands, stamp)
-                if e.transaction is not None:
+                if e.transaction is None:
+                    if self.uplink.online and self.boot_status == "Accepted":
+                        self._spawn(self._try_call("MeterValues", {"evseId": e.id, "meterValue": [mv]}))
+                elif not self.flag("AlignedDataCtrlr", "SendDuringIdle"):  # SendDuringIdle: only while idle
                     self._event(e, e.transaction, "Updated", "MeterValueClock", meter=mv)
-                elif self.flag("AlignedDataCtrlr", "SendDuringIdle") and self.uplink.online:
-                    self._spawn(self._try_call("MeterValues", {"evseId": e.id, "meterValue": [mv]}))
 
     def meter_value(self, e: Evse, context: str, measurands: list[str], when: datetime | None = None) -> dict[str, Any]:
         """What the EVSE's meter shows now, as one 2.0.1 MeterValue."""
@@ -704,8 +716,10 @@ class ChargingStation:
             tx.remote_start_id = None
         if kind == "Ended":
             info["stoppedReason"] = tx.stopped_reason
-        if meter is not None and meter.get("sampledValue"):
-            payload["meterValue"] = [meter]
+        values = [*tx.ended_samples, meter] if kind == "Ended" and meter is not None else [meter]
+        values = [mv for mv in values if mv is not None and mv.get("sampledValue")]
+        if values:
+            payload["meterValue"] = values
 
         def answered(answer: dict[str, Any]) -> None:
             status = (answer.get("idTokenInfo") or {}).get("status")
@@ -1150,7 +1164,8 @@ class ChargingStation:
         return {"status": "Accepted"}
 
     async def _on_get_local_list_version(self, p: dict[str, Any]) -> dict[str, Any]:
-        return {"versionNumber": self.local_list_version}
+        """D02.FR.03: version 0 while the local list is disabled."""
+        return {"versionNumber": self.local_list_version if self.flag("LocalAuthListCtrlr", "Enabled") else 0}
 
     async def _on_send_local_list(self, p: dict[str, Any]) -> dict[str, Any]:
         if not self.flag("LocalAuthListCtrlr", "Enabled"):

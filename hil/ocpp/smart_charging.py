@@ -511,3 +511,52 @@ def limit_at(store: ProfileStore, connector: int, when: datetime, unit: Unit = "
     when = parse_datetime(when)  # type: ignore[assignment]
     q = _Query(unit, nominal_voltage, phases, parse_datetime(transaction_start), when)
     return _limit(_stacks(store, connector, transaction_id), when, q, max_limit)[0]
+
+
+# --------------------------------------------------------------------------- enforcement at the meter
+
+
+LIMIT_SETTLING_S = 10.0
+"""How long a charger may take to bring the current under a new limit [s] (the local settling time)."""
+
+
+def limit_band(limit_a: float) -> float:
+    """The highest per-phase current [A] a reference meter may show under a limit of ``limit_a`` [A per phase]:
+    limit x 1.02 + 1 A (meter class and the EV's control tolerance), the compliance band of evhil's checks."""
+    return limit_a * 1.02 + 1.0
+
+
+@dataclass
+class LimitSettling:
+    """Whether the current a connector's reference meter shows settles under a limit: fed the highest phase
+    current [A] read at times [s, any monotonic clock] from ``start_s`` (when the limit applied), it holds
+    once readings stay within :func:`limit_band` for ``hold_s`` s, reached within ``settling_s`` s.
+
+    ``add`` returns None while undecided, True when the limit is obeyed, False when the settling time ran
+    out; ``failure`` then says what was measured against what was allowed.
+    """
+
+    limit_a: float
+    start_s: float
+    settling_s: float = LIMIT_SETTLING_S
+    hold_s: float = 2.0
+    worst_a: float = 0.0
+    """The highest reading outside the band [A]."""
+    _within_since: float | None = None
+
+    @property
+    def band_a(self) -> float:
+        return limit_band(self.limit_a)
+
+    def add(self, t_s: float, current_a: float) -> bool | None:
+        if current_a <= self.band_a:
+            self._within_since = t_s if self._within_since is None else self._within_since
+            if t_s - self._within_since >= self.hold_s:
+                return True
+        else:
+            self._within_since, self.worst_a = None, max(self.worst_a, current_a)
+        return False if t_s - self.start_s > self.settling_s else None
+
+    def failure(self) -> str:
+        return (f"the connector's meter read up to {self.worst_a:.1f} A per phase for {self.settling_s:g} s under a "
+                f"{self.limit_a:g} A limit (band {self.band_a:.1f} A): the limit is not applied")

@@ -16,6 +16,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
+from hil.instruments.energy_meter import EnergyMeter
 from hil.ocpp.conformance import ConformanceFailure, step
 from hil.ocpp.csms import VALID_TOKEN, Session
 from hil.ocpp.fixtures import ChargerUnderTest
@@ -118,6 +119,17 @@ def open_transaction(session: Session, evse: int | None = None) -> str | None:
         if evse is None or where in (None, evse):
             return tid
     return None
+
+
+def reference_meter(cs: ChargerUnderTest, s: Settings = SETTINGS) -> EnergyMeter | None:
+    """The rig's energy meter on the EVSE's port, for the evhil steps that judge what the station does or reports
+    against it. None when the rig has none there: such a step is then skipped (a step in the report says so)
+    and the case's OCTT steps still decide it."""
+    meter = cs.meter(s.evse)
+    if meter is None:
+        with step("evhil", f"skipped: the rig has no reference meter on the port of EVSE {s.evse}"):
+            pass
+    return meter
 
 
 def status_match(s: Settings, status: str, evse: int | None = None) -> dict[str, Any]:

@@ -40,11 +40,34 @@ def _tx_event(value: str, kind: tuple[str, ...] = ("Started", "Updated")) -> dic
 
 
 # -- local start with tokens that are not accepted -------------------------------------------------------
+async def _listed_but_disabled(cs: ChargerUnderTest, value: str) -> bool:
+    """evhil memory state: ``value`` Accepted in the local list, then the list disabled
+    (LocalAuthListCtrlr.Enabled false) with LocalPreAuthorize true. A disabled list is not used: C13 and C14
+    authorise from the list only while it is enabled, and a disabled list answers GetLocalListVersion 0
+    (D02.FR.03, TC_D_10_CS). False (nothing done) when the station has no local list."""
+    session = cs.session
+    if await st.get_variable(session, "LocalAuthListCtrlr.Enabled") is None:
+        return False
+    with step("evhil", f"{value} Accepted in the local list, then LocalAuthListCtrlr.Enabled false, "
+                       "LocalPreAuthorize true"):
+        await st.set_variables(session, LocalAuthListCtrlr__Enabled=True)
+        await st.id_token_local_auth_list(cs, S, value)
+        await st.set_variables(session, LocalAuthListCtrlr__Enabled=False, AuthCtrlr__LocalPreAuthorize=True)
+    return True
+
+
 @octt("TC_C_02_CS")
 async def test_tc_c_02_cs(booted201: ChargerUnderTest) -> None:
     await st.auth_defaults(booted201.session)
+    listed = await _listed_but_disabled(booted201, INVALID_TOKEN)
     await st.ev_connected_pre_session(booted201, S)
     await _rejected_start(booted201, INVALID_TOKEN, "Invalid")
+    if listed:
+        with step("evhil", "GetLocalListVersion while the list is disabled: versionNumber 0 (D02.FR.03)"):
+            answer = await booted201.session.call("GetLocalListVersion", {})
+            if answer.get("versionNumber") != 0:
+                raise ConformanceFailure(f"GetLocalListVersion answered {show(answer)} with the local list disabled, "
+                                         "expected versionNumber 0")
 
 
 @octt("TC_C_06_CS")

@@ -130,15 +130,47 @@ def _present(data: list[dict[str, Any]], components: tuple[str, ...] | None = No
 
 
 # -- B01-B03 cold boot -------------------------------------------------------------------------------------
+async def _heartbeats_every(cs: ChargerUnderTest, interval: int, since: float, how: str) -> None:
+    """With nothing else exchanged, Heartbeats follow ``interval`` s apart (± <max time deviation>), the first
+    within ``interval`` s (+ the deviation) of ``since`` (wall clock [s]): HeartbeatInterval is "the interval of
+    inactivity (no OCPP exchanges) after which the Charging Station sends a HeartbeatRequest"."""
+    allowed = interval + S.max_time_deviation
+    times = []
+    for k in range(2):
+        try:
+            frame = await cs.session.expect_frame("Heartbeat", timeout=allowed, strict=True)
+        except ConformanceFailure:
+            last = times[-1] if times else since
+            raise ConformanceFailure(f"no Heartbeat within {allowed:g} s {'of the previous one' if times else how}; "
+                                     f"HeartbeatInterval is {interval} s (± {S.max_time_deviation:g} s) "
+                                     f"({time.time() - last:.1f} s without one)") from None
+        times.append(frame.time)
+    first, gap = times[0] - since, times[1] - times[0]
+    if first > allowed or abs(gap - interval) > S.max_time_deviation:
+        raise ConformanceFailure(f"Heartbeat frames {first:.1f} s {how}, then {gap:.1f} s apart; HeartbeatInterval "
+                                 f"is {interval} s (± {S.max_time_deviation:g} s)")
+
+
 @octt("TC_B_01_CS")
 async def test_tc_b_01_cs(cs201: ChargerUnderTest) -> None:
-    with step(1, "Booted: BootNotification Accepted, every connector Available, SecurityEventNotification"):
+    session = cs201.session
+    session.answer("BootNotification", boot_answer("Accepted", S.heartbeat_interval))
+    with step(1, f"Booted: BootNotification Accepted (interval {S.heartbeat_interval} s), every connector Available, "
+                 "SecurityEventNotification"):
         await cs201.boot()
-        boot = await cs201.session.expect("BootNotification", timeout=T)
+        boot = await session.expect("BootNotification", timeout=T)
         if "chargingStation" not in boot or "reason" not in boot:
             raise ConformanceFailure(f"BootNotification {show(boot)}")
         await _all_connectors(cs201)
-        await cs201.session.expect("SecurityEventNotification", timeout=T)
+        await session.expect("SecurityEventNotification", timeout=T)
+    with step("evhil", f"the interval of the BootNotificationResponse is the heartbeat interval (Part 2 "
+                       f"BootNotificationResponse.interval): Heartbeats {S.heartbeat_interval} s apart"):
+        await _heartbeats_every(cs201, S.heartbeat_interval, session.trace.frames[-1].time, "after the boot")
+    interval = 2 * S.heartbeat_interval  # far enough from the boot interval to tell them apart (± deviation)
+    with step("evhil", f"SetVariables OCPPCommCtrlr.HeartbeatInterval = {interval}: Heartbeats then {interval} s "
+                       "apart (measured on the wire, not read back)"):
+        await st.set_variables(session, OCPPCommCtrlr__HeartbeatInterval=interval)
+        await _heartbeats_every(cs201, interval, time.time(), "after the SetVariables")
 
 
 @octt("TC_B_02_CS")

@@ -16,11 +16,17 @@ emulator has every feature, so there they skip; ``tests/test_ocpp201_variants.py
 built without it (``charging_station_variants.NoSmartCharging`` and ``OneRateUnit``). K_22 and K_24 use every
 EVSE of the station (two on the default emulated rig); K_24 skips on a station with one.
 Steps labelled "evhil" go beyond the OCTT table. They make a check able to fail where the table's own check
-cannot tell a wrong station from a right one.
+cannot tell a wrong station from a right one. Where a limit applies while energy flows (K_09, K_28, K_37, K_60)
+one such step reads the EVSE's reference meter on the rig: the highest phase current must settle within the
+band limit x 1.02 + 1 A within the local settling time (``hil.ocpp.smart_charging.LimitSettling``, the same
+judgement as the 1.6 suite's), so a station that accepts and reports profiles but does not enforce them fails.
+A limit in W is turned into A per phase with the voltages the meter measures. Without a meter on the EVSE's
+port that step is skipped (noted in the report); the OCTT steps still count.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import math
 from dataclasses import dataclass
@@ -33,7 +39,7 @@ from hil.ocpp import states201 as st
 from hil.ocpp.conformance import ConformanceFailure, octt, show, step
 from hil.ocpp.fixtures import ChargerUnderTest
 from hil.ocpp.rpc import CallError
-from hil.ocpp.smart_charging import format_datetime, parse_datetime
+from hil.ocpp.smart_charging import LimitSettling, format_datetime, parse_datetime
 
 S = st.SETTINGS
 T = S.message_timeout
@@ -303,6 +309,21 @@ def _expect_in_force(periods: list[tuple[int, float]], offset: float, want: floa
         raise ConformanceFailure(f"composite periods {periods}: {got:g} in force at {offset:g} s, expected {want:g}")
 
 
+async def _obeyed_at_meter(cs: ChargerUnderTest, limit: float, unit: str) -> None:
+    """evhil: the EVSE's reference meter shows ``limit`` (A per phase, or W in all) obeyed: the highest phase
+    current settles within limit x 1.02 + 1 A within the local settling time (skipped without a meter)."""
+    meter = st.reference_meter(cs, S)
+    if meter is None:
+        return
+    limit_a = limit if unit == "A" else limit / sum((await meter.aread()).voltage)
+    loop = asyncio.get_running_loop()
+    judge = LimitSettling(limit_a, loop.time())
+    while (verdict := judge.add(loop.time(), max(abs(i) for i in (await meter.aread()).current))) is None:
+        await asyncio.sleep(0.25)
+    if not verdict:
+        raise ConformanceFailure(judge.failure() + (f" ({limit:g} W)" if unit == "W" else ""))
+
+
 async def _two_profiles(cs: ChargerUnderTest, unit: str, stack2: int = STACK) -> dict[int, tuple[int, dict[str, Any]]]:
     """Memory state of K_29..K_36: Id1 ChargingStationMaxProfile on the station, Id2 TxDefaultProfile on
     <cfg evseId> (stackLevel ``stack2``). Returns id -> (evseId, profile)."""
@@ -517,6 +538,8 @@ async def test_tc_k_28_cs(station: ChargerUnderTest) -> None:
     with step(3, "GetCompositeSchedule 300 s: 6 A / 6000 W from 0 (the new default applies to the transaction)"):
         start, periods = await _composite(station, EVSE, 300, unit)
         _expect_periods(start, periods, [(0, 6.0 * _k(unit))], anchor=now, trailing=True)
+    with step("evhil", "the EVSE's meter shows the new 6 A / 6000 W limit obeyed within the settling time"):
+        await _obeyed_at_meter(station, 6.0 * _k(unit), unit)
 
 
 @octt("TC_K_60_CS")
@@ -533,6 +556,8 @@ async def test_tc_k_60_cs(station: ChargerUnderTest) -> None:
     with step("evhil", "GetCompositeSchedule 60 s: the TxProfile's 6 A / 6000 W is in force"):
         _, periods = await _composite(station, EVSE, 60, unit)
         _expect_in_force(periods, TOLERANCE, 6.0 * _k(unit))
+    with step("evhil", "the EVSE's meter shows the TxProfile's 6 A / 6000 W obeyed within the settling time"):
+        await _obeyed_at_meter(station, 6.0 * _k(unit), unit)
 
 
 # -- K05 remote start with a charging profile ------------------------------------------------------------------
@@ -552,6 +577,8 @@ async def test_tc_k_37_cs(station: ChargerUnderTest) -> None:
     with step("evhil", "GetCompositeSchedule 60 s: the TxProfile's 6 A / 6000 W is in force"):
         _, periods = await _composite(station, EVSE, 60, unit)
         _expect_in_force(periods, TOLERANCE, 6.0 * _k(unit))
+    with step("evhil", "the EVSE's meter shows the TxProfile's 6 A / 6000 W obeyed within the settling time"):
+        await _obeyed_at_meter(station, 6.0 * _k(unit), unit)
 
 
 @octt("TC_K_38_CS")
@@ -792,6 +819,8 @@ async def test_tc_k_09_cs(station: ChargerUnderTest) -> None:
     with step(1, "GetCompositeSchedule 300 s: 6 A / 6000 W from 0"):
         start, periods = await _composite(station, EVSE, 300, unit)
         _expect_periods(start, periods, [(0, limit)], trailing=True)
+    with step("evhil", "the EVSE's meter shows the 6 A / 6000 W limit obeyed within the settling time"):
+        await _obeyed_at_meter(station, limit, unit)
     with step(3, "ClearChargingProfile TxDefaultProfile: Accepted"):
         await _clear(station, {"chargingProfileCriteria": {"chargingProfilePurpose": "TxDefaultProfile"}}, "Accepted")
     with step(5, "GetCompositeSchedule 300 s: from 0 the local limit, not 6 A / 6000 W"):

@@ -217,14 +217,23 @@ def controller_factory(name: str) -> ControllerFactory:
 
 
 def import_file(path: Path) -> ModuleType:
-    """The Python file at ``path`` imported (afresh) as a module."""
+    """The Python file at ``path`` imported (afresh) as a module, its folder on the import path meanwhile (so
+    that it may import its neighbours); ``ValueError`` naming the file when it cannot be imported."""
     name = f"hil_user_{path.resolve().as_posix().replace('/', '_').replace('.', '_')}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ValueError(f"cannot import {path}: not a Python file")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    folder = str(path.resolve().parent)
+    sys.path.insert(0, folder)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # a user's file: whatever it raises is one line naming it
+        del sys.modules[name]
+        raise ValueError(f"cannot import {path}: {type(exc).__name__}: {exc}") from None
+    finally:
+        sys.path.remove(folder)
     return module
 
 
@@ -278,7 +287,7 @@ def session_rules(condition: Condition, result: RigRunResult, settling_s: float 
     at = np.clip(np.searchsorted(mt, t, side="right") - 1, 0, max(len(mt) - 1, 0))
     site_a, limit_a = (current[at], limit[at]) if len(mt) else (np.zeros((len(t), 3)), np.full((len(t), 3), np.inf))
     return [minimum_current(t, result.setpoint_a),
-            service(t, result.setpoint_a, result.wanting, result.port_phases, limit_a, site_a,
+            service(t, result.setpoint_a, result.run.port_a, result.wanting, result.port_phases, limit_a, site_a,
                     max(settling_s, SETTLING_S["local"]), excused_spans(condition))]
 
 

@@ -142,15 +142,16 @@ def test_f2_site_meter_stale_or_gone(outage_s: float, how: str, controller_name:
 def test_f4_evs_that_follow_late(reaction_s: float, settling_s: float | None, controller_name: str, judge: Judge,
                                  measurements: Measurements) -> None:
     """Fault: the EVs on ports 1 and 3 follow a new set point ``reaction_s`` late (IEC 61851-1 allows 5 s);
-    the limit steps to 30 %. Expected: with 5 s the site settles within the local 10 s; with 10 s (a
-    non-compliant EV) within 20 s, and the suite measures the late ports' reaction time. When the step asks no
-    late port to give (a controller that was not charging them), there is nothing to measure: it skips."""
+    the limit steps to 35 % (an equal share stays above 6 A; the one EV a sequential site serves must give).
+    Expected: with 5 s the site settles within the local 10 s; with 10 s (a non-compliant EV) within 20 s,
+    and the suite measures the late ports' reaction time. When the step asks no late port to give (a
+    controller that was not charging them), there is nothing to measure: it skips."""
     actions = tuple(Action(0.0, "fault", f"EV on p{p} follows {reaction_s:g} s late",
                            _stage(f"p{p}", lambda st: setattr(st, "reaction_s", reaction_s))) for p in LATE)
     verdict = judge(Condition(
         f"F4 EVs following {reaction_s:g} s late", "settles within the settling time",
         site("f4-late", [ev(p) for p in range(4)], limit_a=LIMIT_A, duration_s=60,
-             events=(GridEvent("limit_step", 30.0, fraction=0.3),)), actions, trigger_s=30.0, settling_s=settling_s))
+             events=(GridEvent("limit_step", 30.0, fraction=0.35),)), actions, trigger_s=30.0, settling_s=settling_s))
     r = verdict.result
     t = r.run.port_t
     after = np.nonzero(t >= 30.0)[0]

@@ -660,45 +660,66 @@ def charge_point(
         asyncio.run(emulate_cp())
 
 
+SELFTEST_FAMILIES = ("site", "ocpp16", "ocpp201", "csms")
+
+
 @app.command()
 def selftest(
-    catalogue: Annotated[Path, typer.Option(help="catalogue of broken controllers (CATALOGUE, CAUGHT_BY)")] = ROOT / "tests" / "broken_controllers.py",
-    defects: Annotated[Optional[str], typer.Option(help="comma-separated defects (default: the whole catalogue)")] = None,
-    quick: Annotated[bool, typer.Option("--quick", help="run each defect only through the tests expected to catch it")] = False,
+    family: Annotated[Optional[str], typer.Option(
+        help=f"comma-separated families to run: {', '.join(SELFTEST_FAMILIES)} (default: all)")] = None,
+    catalogues: Annotated[Path, typer.Option(help="folder of the catalogues of defects and legal variants")] = ROOT / "tests",
+    names: Annotated[Optional[str], typer.Option(help="comma-separated defects or variants (default: every one)")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="each defect through its expected tests only, each legal "
+                                                        "variant through the tests its difference touches")] = False,
     reports: Annotated[Path, typer.Option(help="where runs write their output")] = Path("reports"),
-    workers: Annotated[int, typer.Option(help="pytest-xdist workers", min=1)] = 2,
+    workers: Annotated[int, typer.Option(help="pytest-xdist workers for the site suites, and OCPP runs at a time",
+                                         min=1)] = 4,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="also write the table as JSON here")] = None,
 ) -> None:
-    """Sensitivity of the load-limit and fault-recovery suites: run them with every deliberately broken
-    controller of the catalogue and print, per defect, which tests caught it and how fast.
+    """Sensitivity of the suites: run them against every seeded defect (site controllers, OCPP 1.6 charge
+    points, 2.0.1 charging stations, Central Systems) and every legal but unusual variant, and print one
+    table: per defect the tests that caught it and how fast, per legal variant its false failures.
 
-    Exit status 0 when every defect was caught by every test expected to catch it, 1 otherwise, 2 for a
-    bad catalogue.
+    Exit status 0 when every defect was caught by every test expected to catch it and no legal variant
+    failed, 1 otherwise, 2 for a bad catalogue or family.
     """
-    from hil.site import selftest as st
+    from hil import sensitivity
+    from hil.ocpp import selftest as ocpp_selftest
+    from hil.site import selftest as site_selftest
 
+    chosen = [f.strip() for f in (family or ",".join(SELFTEST_FAMILIES)).split(",") if f.strip()]
+    unknown = [f for f in chosen if f not in SELFTEST_FAMILIES]
+    if unknown:
+        err.print(f"error: unknown family {', '.join(unknown)}; known: {', '.join(SELFTEST_FAMILIES)}", highlight=False)
+        raise typer.Exit(2)
+    wanted = {n.strip() for n in names.split(",") if n.strip()} if names else None
     run_dir = _new_run_dir(reports)
+    started = time.monotonic()
     try:
-        results = st.run(catalogue, run_dir, defects=[d.strip() for d in defects.split(",")] if defects else None,
-                         quick=quick, workers=workers)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            site = pool.submit(site_selftest.run, catalogues, run_dir / "site", names=wanted, quick=quick,
+                               workers=workers) if "site" in chosen else None
+            ocpp = [f for f in chosen if f != "site"]
+            rows = ocpp_selftest.run(catalogues, run_dir / "ocpp", families=ocpp, names=wanted, quick=quick,
+                                     workers=workers) if ocpp else []
+            rows = (site.result() if site is not None else []) + rows
     except (ValueError, RuntimeError) as exc:
         err.print(f"error: {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
-    table = Table(title=f"suite sensitivity ({'expected catchers only' if quick else 'every suite test'})")
-    for column in ("defect", "caught by", "time to detection", "verdict"):
+    table = Table(title=f"suite sensitivity ({'quick: expected tests only' if quick else 'full'})")
+    for column in ("family", "defect or legal variant", "caught by / failed", "time to detection", "verdict"):
         table.add_column(column)
-    for row in st.table_rows(results):
+    for row in sensitivity.table_rows(rows):
         table.add_row(*(escape(cell) for cell in row))
     out.print(table)
-    for s in results:
-        for error in s.errors:
-            out.print(f"[yellow]{escape(s.defect)}: could not judge {escape(error)}[/yellow]", highlight=False)
+    counts = sensitivity.totals(rows)
+    out.print(f"{counts['caught']} of {counts['defects']} defects caught, {counts['legal variants']} legal variants with "
+              f"{counts['false failures']} false failures, in {time.monotonic() - started:.0f} s; details: {run_dir}",
+              highlight=False)
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps([s.to_dict() for s in results], indent=2))
-        out.print(f"written: {json_path}")
-    out.print(f"results: {run_dir}/run-record.json", highlight=False)
-    raise typer.Exit(0 if all(s.caught for s in results) else 1)
+        json_path.write_text(json.dumps({"rows": [r.to_dict() for r in rows], "totals": counts}, indent=2))
+    raise typer.Exit(0 if rows and all(r.ok for r in rows) else 1)
 
 
 @app.command("do")

@@ -78,7 +78,7 @@ def verdicts(process: subprocess.Popen[bytes], junit: Path, log: Path, deadline:
     except subprocess.TimeoutExpired:
         raise AssertionError(f"{junit.stem}: not done within {SUITE_TIMEOUT:g} s: {log.read_text()[-2000:]}") from None
     assert junit.exists(), f"{junit.stem} wrote no report: {log.read_text()[-3000:]}"
-    return {case: outcome for case, (outcome, _) in outcomes_from_junit(junit).items()}
+    return {case: o.outcome for case, o in outcomes_from_junit(junit).items()}
 
 
 def test_16_profiles_give_the_same_verdicts_out_of_process(tmp_path: Path) -> None:

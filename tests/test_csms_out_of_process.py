@@ -79,7 +79,7 @@ def run_suite(junit: Path, *options: str) -> dict[str, str]:
         raise AssertionError(f"suites/ocpp16_csms {' '.join(options)}: not done within {SUITE_TIMEOUT:g} s") from None
     assert junit.exists(), (f"suites/ocpp16_csms {' '.join(options)} wrote no report: "
                             f"{done.stdout[-3000:]}{done.stderr[-3000:]}")
-    return {case: outcome for case, (outcome, _) in outcomes_from_junit(junit).items()}
+    return {case: o.outcome for case, o in outcomes_from_junit(junit).items()}
 
 
 def test_the_16_csms_suite_gives_the_same_verdicts_out_of_process(tmp_path: Path) -> None:

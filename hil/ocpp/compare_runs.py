@@ -134,7 +134,8 @@ def compare(version: str, folder: Path, *, rig: Path = DEFAULT_RIG, select: list
         charger.stop()
         for log in logs.values():
             log.close()
-    outcomes = {run: outcomes_from_junit(path) if path.exists() else {} for run, path in junit.items()}
+    outcomes = {run: {case: (o.outcome, o.message) for case, o in outcomes_from_junit(path).items()} if path.exists()
+                else {} for run, path in junit.items()}
     return Comparison(version, outcomes["in"], outcomes["out"], seconds, resets)
 
 

@@ -12,6 +12,7 @@ import ast
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -54,23 +55,32 @@ def not_automated(folder: Path) -> dict[str, str]:
     return {str(k): str(v) for k, v in data.items()}
 
 
-def outcomes_from_junit(path: Path) -> dict[str, tuple[str, str]]:
-    """Case id -> (passed | failed | error | skipped, message) from a pytest JUnit XML report."""
-    outcomes: dict[str, tuple[str, str]] = {}
+@dataclass(frozen=True)
+class CaseOutcome:
+    """How a case ended in a pytest run."""
+
+    outcome: str
+    """``passed``, ``failed``, ``error`` or ``skipped``."""
+    message: str
+    duration_s: float
+
+
+def outcomes_from_junit(path: Path) -> dict[str, CaseOutcome]:
+    """Case id -> outcome from a pytest JUnit XML report of OCTT cases (other tests are left out)."""
+    found: dict[str, CaseOutcome] = {}
     for tc in ET.parse(path).iter("testcase"):
-        name = tc.get("name", "").split("[")[0]
         try:
-            case = catalogue.case_from_test_name(name).id
+            case = catalogue.case_from_test_name(tc.get("name", "")).id
         except (ValueError, KeyError):
             continue
-        for tag, outcome in (("failure", "failed"), ("error", "error"), ("skipped", "skipped")):
+        outcome, message = "passed", ""
+        for tag, name in (("failure", "failed"), ("error", "error"), ("skipped", "skipped")):
             element = tc.find(tag)
             if element is not None:
-                outcomes[case] = (outcome, element.get("message", ""))
+                outcome, message = name, element.get("message", "")
                 break
-        else:
-            outcomes[case] = ("passed", "")
-    return outcomes
+        found[case] = CaseOutcome(outcome, message, float(tc.get("time", "0") or 0.0))
+    return found
 
 
 def run(declaration: Declaration, rig: Path, out_dir: Path, extra: list[str] | None = None) -> PrecheckReport:
@@ -88,6 +98,6 @@ def run(declaration: Declaration, rig: Path, out_dir: Path, extra: list[str] | N
                    "-o", "junit_family=xunit2", *(extra or [])]
         subprocess.call(command, cwd=SUITES.parent)
         if junit.exists():
-            outcomes = {cid: outcome for cid, (outcome, _) in outcomes_from_junit(junit).items()}
+            outcomes = {cid: o.outcome for cid, o in outcomes_from_junit(junit).items()}
     missing = {cid: listed.get(cid, "no test in the suite yet") for cid in wanted if cid not in outcomes}
     return catalogue.precheck_report(declaration, outcomes, missing)

@@ -1,17 +1,20 @@
-"""Self-validation: the load-limit and fault-recovery suites must catch every deliberately broken controller
-of a catalogue, while every reference controller passes them.
+"""Self-validation of the load-limit and fault-recovery suites: they must catch every deliberately broken
+controller of a catalogue, and pass every legal variant (as they pass every reference controller).
 
-A catalogue is a Python file (the project's is ``tests/broken_controllers.py``) with
+The catalogues are Python files in one folder (the project's are in ``tests/``):
 
-- ``CATALOGUE``: defect name -> a callable taking the ``Scenario`` and returning the broken controller;
-- ``CAUGHT_BY``: defect name -> the suite tests expected to catch it, as ``FILE::TEST[CONDITION]`` relative
-  to ``suites/`` (``[CONDITION]`` optional: the test's other parameter ids as pytest writes them).
+- ``broken_controllers.py``: ``CATALOGUE``, defect name -> a callable taking the ``Scenario`` and returning
+  the broken controller; ``CAUGHT_BY``, defect name -> the suite tests expected to catch it, as
+  ``FILE::TEST[CONDITION]`` relative to ``suites/`` (``[CONDITION]`` optional: the test's other parameter ids
+  as pytest writes them);
+- ``legal_controllers.py`` (optional): ``CATALOGUE`` of legal controllers that allocate, order or ramp
+  differently from the references, and ``LEGAL``, name -> the tests their difference touches most.
 
-``run`` starts one pytest run of the suites with every defect as a ``--controller`` (each suite test then
-runs once per defect) and reads the run record: a defect is caught by the tests whose verdict is a failure
-of the device under test. ``quick`` runs only the expected tests of each defect. The time to detection is
-the earliest, over the catching tests, from the test's trigger (limit step, fault) to its first failing
-window of the compliance check.
+``run`` starts one pytest run of the suites with every controller as a ``--controller`` (each suite test
+then runs once per controller) and reads the run record: a test catches a defect when its verdict is a
+failure of the device under test. ``quick`` runs each defect only through its expected catchers and each
+legal variant only through its ``LEGAL`` tests. The time to detection is the earliest, over the catching
+tests, from the test's trigger (limit step, fault) to its first failing window or rule.
 
 Units: seconds.
 """
@@ -21,42 +24,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hil.sensitivity import Sensitivity, matches
 from hil.site.conditions import DETECTION, import_file
 
 ROOT = Path(__file__).resolve().parents[2]
 SUITES = ("load_limit", "fault_recovery")
-
-
-@dataclass
-class Sensitivity:
-    """What the suites made of one defect."""
-
-    defect: str
-    expected: tuple[str, ...]
-    caught_by: list[str] = field(default_factory=list)
-    missed_by: list[str] = field(default_factory=list)
-    """Tests the defect passed."""
-    errors: list[str] = field(default_factory=list)
-    """Tests that could not judge it (a rig or test error)."""
-    detection_s: float | None = None
-
-    @property
-    def missing(self) -> list[str]:
-        """Expected catchers that did not catch it."""
-        return [e for e in self.expected if not any(_matches(t, e) for t in self.caught_by)]
-
-    @property
-    def caught(self) -> bool:
-        return bool(self.caught_by) and not self.missing
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"defect": self.defect, "expected": list(self.expected), "caught_by": self.caught_by,
-                "missed_by": self.missed_by, "errors": self.errors, "detection_s": self.detection_s,
-                "caught": self.caught, "missing": self.missing}
+FAMILY = "site controller"
+DEFECTS = "broken_controllers.py"
+LEGAL = "legal_controllers.py"
 
 
 def load_catalogue(path: Path) -> tuple[dict[str, Any], dict[str, tuple[str, ...]]]:
@@ -74,32 +52,46 @@ def load_catalogue(path: Path) -> tuple[dict[str, Any], dict[str, tuple[str, ...
     return catalogue, {d: tuple(caught_by.get(d, ())) for d in catalogue}
 
 
-def run(catalogue_path: Path, run_dir: Path, *, defects: list[str] | None = None, quick: bool = False,
-        workers: int = 2, extra: list[str] | None = None) -> list[Sensitivity]:
-    """Run the suites with the defects of ``catalogue_path`` (all, or ``defects``) into ``run_dir``."""
-    catalogue, expected = load_catalogue(catalogue_path)
-    chosen = defects or list(catalogue)
-    unknown = [d for d in chosen if d not in catalogue]
-    if unknown:
-        raise ValueError(f"{catalogue_path}: no defect {', '.join(unknown)}; the catalogue has {', '.join(catalogue)}")
-    names = {f"{catalogue_path}:{d}": d for d in chosen}
+def load_legal(path: Path) -> tuple[dict[str, Any], dict[str, tuple[str, ...]]]:
+    """``(CATALOGUE, LEGAL)`` of a legal-variant file (``LEGAL`` optional); ``ValueError`` naming the file."""
+    module = import_file(path)
+    catalogue = getattr(module, "CATALOGUE", None)
+    touches = getattr(module, "LEGAL", {})
+    if not isinstance(catalogue, dict) or not isinstance(touches, dict):
+        raise ValueError(f"{path}: legal variants need the dict CATALOGUE (name -> factory) and optionally LEGAL")
+    return catalogue, {name: tuple(touches.get(name, ())) for name in catalogue}
+
+
+def run(folder: Path, run_dir: Path, *, names: set[str] | None = None, quick: bool = False,
+        workers: int = 2) -> list[Sensitivity]:
+    """Run the suites with the defects and legal variants found in ``folder`` (all, or those in ``names``)
+    into ``run_dir``, ``workers`` pytest-xdist workers (the conditions mostly wait on the rig's clock: more
+    workers than cores is fine)."""
+    _, expected = load_catalogue(folder / DEFECTS)
+    legal = load_legal(folder / LEGAL)[1] if (folder / LEGAL).is_file() else {}
+    chosen = {f"{folder / DEFECTS}:{d}": (d, False, e) for d, e in expected.items() if not names or d in names}
+    chosen |= {f"{folder / LEGAL}:{d}": (d, True, e) for d, e in legal.items() if not names or d in names}
+    if not chosen:
+        return []
     base = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--rootdir={ROOT}",
-            "--controller", ",".join(names), *(extra or [])]
+            "--controller", ",".join(chosen), "--reference", "none"]
     targets = [str(ROOT / "suites" / s) for s in SUITES]
     if quick:
-        targets = _expected_nodes(base, targets, {d: expected[d] for d in chosen})
+        targets = _expected_nodes(base, targets, {name: catchers for name, _, catchers in chosen.values()})
     run_dir.mkdir(parents=True, exist_ok=True)
     command = [*base, *targets, "-q", f"--run-dir={run_dir}", f"--junitxml={run_dir / 'junit.xml'}",
                *(["-n", str(workers)] if workers > 1 else [])]
-    subprocess.call(command)
+    log = run_dir / "site-pytest.log"
+    with log.open("w") as out:
+        subprocess.run(command, stdout=out, stderr=subprocess.STDOUT)
     record = run_dir / "run-record.json"
     if not record.is_file():
-        raise RuntimeError(f"the suites left no run record in {run_dir}: see the pytest output above")
-    return _sensitivities(json.loads(record.read_text()), names, expected)
+        raise RuntimeError(f"the suites left no run record in {run_dir}: see {log}")
+    return _sensitivities(json.loads(record.read_text()), chosen)
 
 
 def _expected_nodes(base: list[str], targets: list[str], expected: dict[str, tuple[str, ...]]) -> list[str]:
-    """The collected test ids that are an expected catcher of their own defect."""
+    """The collected test ids that are an expected test of their own controller."""
     listing = subprocess.run([*base, *targets, "--collect-only", "-q"], capture_output=True, text=True)
     nodes = [line.strip() for line in listing.stdout.splitlines() if "::" in line]
     if not nodes:
@@ -108,32 +100,34 @@ def _expected_nodes(base: list[str], targets: list[str], expected: dict[str, tup
     for node in nodes:
         name = _relative(node)
         params = set(_params(name))
-        for defect, catchers in expected.items():
-            if defect in params and any(_matches(_without(name, defect), c) for c in catchers):
+        for controller, tests in expected.items():
+            if controller in params and any(matches(_without(name, controller), c) for c in tests):
                 chosen.append(node)
     if not chosen:
-        raise RuntimeError("no collected test matches an expected catcher in CAUGHT_BY")
+        raise RuntimeError("no collected test matches an expected test in CAUGHT_BY or LEGAL")
     return [str(ROOT / n) if not Path(n).is_absolute() else n for n in chosen]
 
 
-def _sensitivities(record: dict[str, Any], names: dict[str, str], expected: dict[str, tuple[str, ...]]) -> list[Sensitivity]:
-    out = {d: Sensitivity(d, expected[d]) for d in names.values()}
+def _sensitivities(record: dict[str, Any], chosen: dict[str, tuple[str, bool, tuple[str, ...]]]) -> list[Sensitivity]:
+    rows = {full: Sensitivity(FAMILY, name, () if legal else tests, legal) for full, (name, legal, tests) in chosen.items()}
     for test in record.get("tests", []):
-        defect = names.get((test.get("parameters") or {}).get("controller", ""))
-        if defect is None:
+        full = (test.get("parameters") or {}).get("controller", "")
+        row = rows.get(full)
+        if row is None:
             continue
-        name = _without(_relative(test["nodeid"]), defect)
-        s = out[defect]
+        name = _without(_relative(test["nodeid"]), row.name)
         if test["verdict"] == "fail":
-            s.caught_by.append(name)
+            row.failed.append(name)
             detection = [m["value"] for m in test.get("measurements", []) if m["name"] == DETECTION and m["value"] is not None]
-            if detection:
-                s.detection_s = min(detection) if s.detection_s is None else min(s.detection_s, min(detection))
+            if detection and not row.legal:
+                row.detection_s = min([*detection, *([row.detection_s] if row.detection_s is not None else [])])
         elif test["verdict"] == "pass":
-            s.missed_by.append(name)
+            row.passed.append(name)
+        elif test["verdict"] == "skip":
+            row.skipped.append(name)
         elif test["verdict"] == "error":
-            s.errors.append(f"{name}: {test.get('message') or ''}"[:300])
-    return list(out.values())
+            row.errors.append(f"{name}: {test.get('message') or ''}"[:300])
+    return list(rows.values())
 
 
 def _relative(nodeid: str) -> str:
@@ -148,26 +142,7 @@ def _params(name: str) -> list[str]:
 
 
 def _without(name: str, defect: str) -> str:
-    """``name`` with the defect's parameter id dropped: ``f.py::t[cond-defect]`` -> ``f.py::t[cond]``."""
+    """``name`` with the controller's parameter id dropped: ``f.py::t[cond-defect]`` -> ``f.py::t[cond]``."""
     function, _, _ = name.partition("[")
     rest = [p for p in _params(name) if p != defect]
     return f"{function}[{'-'.join(rest)}]" if rest else function
-
-
-def _matches(name: str, catcher: str) -> bool:
-    """Whether test ``name`` (defect dropped) is the expected catcher ``catcher``: the same test, and the
-    same parameter ids when the catcher names them."""
-    function, _, ids = name.partition("[")
-    wanted_function, bracket, wanted_ids = catcher.partition("[")
-    return function == wanted_function and (not bracket or ids == wanted_ids)
-
-
-def table_rows(results: list[Sensitivity]) -> list[tuple[str, str, str, str]]:
-    """``(defect, caught by, time to detection, verdict)`` per defect, for printing."""
-    rows = []
-    for s in results:
-        caught = ", ".join(sorted({c.split("::")[-1] for c in s.caught_by})) or "-"
-        detection = "-" if s.detection_s is None else f"{s.detection_s:.1f} s"
-        verdict = "caught" if s.caught else ("MISSED: " + ", ".join(s.missing) if s.missing else "MISSED")
-        rows.append((s.defect, caught, detection, verdict))
-    return rows

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hil.ocpp.charge_point import ChargePoint, Connector
+from hil.ocpp.charge_point import ChargePoint, Connector, Transaction
 
 
 class NoStationStatus(ChargePoint):
@@ -147,6 +147,125 @@ class ForgetsAvailabilityOnPowerLoss(ChargePoint):
         await super().power_on()
 
 
+class BillsNothing(ChargePoint):
+    """Reports meterStop equal to meterStart: every transaction bills 0 Wh."""
+
+    def _enqueue_for(self, tx: Transaction, action: str, payload: dict[str, Any]) -> None:
+        if action == "StopTransaction":
+            payload["meterStop"] = tx.meter_start
+        super()._enqueue_for(tx, action, payload)
+
+
+class MeterStopInKwh(ChargePoint):
+    """Reports meterStop in kWh, although the field is in Wh."""
+
+    def _enqueue_for(self, tx: Transaction, action: str, payload: dict[str, Any]) -> None:
+        if action == "StopTransaction":
+            payload["meterStop"] = round(payload["meterStop"] / 1000)
+        super()._enqueue_for(tx, action, payload)
+
+
+class SamplesKwhLabelledWh(ChargePoint):
+    """Sends its energy register samples as kWh numbers with the unit Wh."""
+
+    def sampled_values(self, c: Connector, context: str, measurands: list[str]) -> list[dict[str, Any]]:
+        values = super().sampled_values(c, context, measurands)
+        for v in values:
+            if v["measurand"] == "Energy.Active.Import.Register":
+                v["value"] = f"{float(v['value']) / 1000:.3f}"
+        return values
+
+
+class FrozenEnergySamples(ChargePoint):
+    """Its energy register samples repeat the transaction's meterStart: the register is read only at the start."""
+
+    def sampled_values(self, c: Connector, context: str, measurands: list[str]) -> list[dict[str, Any]]:
+        values = super().sampled_values(c, context, measurands)
+        for v in values:
+            if v["measurand"] == "Energy.Active.Import.Register" and c.transaction is not None:
+                v["value"] = str(c.transaction.meter_start)
+        return values
+
+
+class IgnoresHeartbeatIntervalChange(ChargePoint):
+    """Accepts and reports a new HeartbeatInterval but keeps beating at the interval of the boot."""
+
+    async def _boot(self) -> None:
+        await super()._boot()
+        self.boot_heartbeat = self.config["HeartbeatInterval"].value
+
+    def cfg_int(self, key: str) -> int:
+        if key == "HeartbeatInterval":
+            return int(getattr(self, "boot_heartbeat", self.config[key].value))
+        return super().cfg_int(key)
+
+
+class IgnoresSampleInterval(ChargePoint):
+    """Accepts and reports MeterValueSampleInterval but samples at its factory interval (60 s)."""
+
+    def cfg_int(self, key: str) -> int:
+        if key == "MeterValueSampleInterval":
+            return 60
+        return super().cfg_int(key)
+
+
+class IgnoresClockAlignedInterval(ChargePoint):
+    """Accepts and reports ClockAlignedDataInterval but sends clock-aligned data every 15 minutes."""
+
+    def cfg_int(self, key: str) -> int:
+        if key == "ClockAlignedDataInterval":
+            return 900
+        return super().cfg_int(key)
+
+
+class AvailabilityAtOnce(ChargePoint):
+    """Applies ChangeAvailability Inoperative at once during a transaction: stops it and answers Accepted."""
+
+    async def _on_change_availability(self, p: dict[str, Any]) -> dict[str, Any]:
+        if p["type"] == "Inoperative":
+            for c in self.connectors.values():
+                if c.transaction is not None and p["connectorId"] in (0, c.id):
+                    await self._stop_transaction(c, "Other")
+        return await super()._on_change_availability(p)
+
+
+class UnavailableWhileCharging(ChargePoint):
+    """Answers Scheduled to ChangeAvailability during a transaction but reports the connector Unavailable at once."""
+
+    async def _on_change_availability(self, p: dict[str, Any]) -> dict[str, Any]:
+        answer = await super()._on_change_availability(p)
+        if answer["status"] == "Scheduled":
+            for c in self.connectors.values():
+                if c.pending_operative is False:
+                    c.status = "Unavailable"
+                    await self._send_status(c)
+        return answer
+
+
+class ForgetsScheduledAvailability(ChargePoint):
+    """Answers Scheduled to ChangeAvailability during a transaction, then never applies it."""
+
+    def _apply_pending_availability(self, c: Connector) -> bool:
+        c.pending_operative = None
+        return False
+
+
+class UsesDisabledLocalList(ChargePoint):
+    """Authorises from its local list even while LocalAuthListEnabled is false."""
+
+    def _local_entry(self, token: str) -> dict[str, Any] | None:
+        return self.local_list.get(token) or super()._local_entry(token)
+
+
+class OfflineUsesDisabledLocalList(ChargePoint):
+    """Offline, authorises from its local list even while LocalAuthListEnabled is false."""
+
+    def _local_entry(self, token: str) -> dict[str, Any] | None:
+        if not self.uplink.online and token in self.local_list:
+            return self.local_list[token]
+        return super()._local_entry(token)
+
+
 DEFECTS: dict[str, set[str]] = {
     "NoStationStatus": {"TC_001_CS", "TC_002_CS"},
     "IgnoresHeartbeatInterval": {"TC_001_CS", "TC_002_CS"},
@@ -163,5 +282,17 @@ DEFECTS: dict[str, set[str]] = {
     "SuspendsInsteadOfStopping": {"TC_037_3_CS"},
     "NoBackupPower": {"TC_032_1_CS"},
     "ForgetsAvailabilityOnPowerLoss": {"TC_034_CS"},
+    "BillsNothing": {"TC_012_CS", "TC_068_CS"},
+    "MeterStopInKwh": {"TC_012_CS", "TC_068_CS"},
+    "SamplesKwhLabelledWh": {"TC_070_CS", "TC_071_CS"},
+    "FrozenEnergySamples": {"TC_070_CS", "TC_071_CS"},
+    "IgnoresHeartbeatIntervalChange": {"TC_021_CS"},
+    "IgnoresSampleInterval": {"TC_021_CS", "TC_070_CS", "TC_036_CS"},
+    "IgnoresClockAlignedInterval": {"TC_071_CS"},
+    "AvailabilityAtOnce": {"TC_012_CS"},
+    "UnavailableWhileCharging": {"TC_012_CS"},
+    "ForgetsScheduledAvailability": {"TC_012_CS"},
+    "UsesDisabledLocalList": {"TC_043_1_CS"},
+    "OfflineUsesDisabledLocalList": {"TC_043_1_CS"},
 }
 """Defect class -> the OCTT cases that must fail against it."""

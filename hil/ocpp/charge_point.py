@@ -36,6 +36,8 @@ APPLY_CYCLE_S = 0.1
 """How often the charge point re-applies its composite limit and checks its cables [simulated s]."""
 MIN_POLL_S = 0.005
 """The shortest wall-clock wait between two of those cycles on a fast clock [s]."""
+ALIGNED_POLL_S = 0.5
+"""How often the wait for the next clock-aligned boundary re-reads ClockAlignedDataInterval [simulated s]."""
 
 
 @dataclass
@@ -350,8 +352,12 @@ class ChargePoint:
         for c in [self.station, *self.connectors.values()]:
             await self._send_status(c)
 
+    def status_payload(self, c: Connector) -> dict[str, Any]:
+        """The StatusNotification of ``c`` now."""
+        return {"connectorId": c.id, "errorCode": c.error_code, "status": c.status, "timestamp": self.calendar.iso()}
+
     async def _send_status(self, c: Connector) -> None:
-        payload = {"connectorId": c.id, "errorCode": c.error_code, "status": c.status, "timestamp": self.calendar.iso()}
+        payload = self.status_payload(c)
         c.reported = c.status
         try:
             await self.uplink.call("StatusNotification", payload)
@@ -449,14 +455,21 @@ class ChargePoint:
                     self._send_meter_values(c, "Sample.Periodic", self.cfg_list("MeterValuesSampledData"))
 
     async def _aligned(self) -> None:
+        """Clock-aligned samples at every multiple of ClockAlignedDataInterval s since midnight; a changed
+        interval applies from its next boundary (the wait re-reads it at least every ALIGNED_POLL_S s)."""
+        sent = 0.0
         while True:
             interval = self.cfg_int("ClockAlignedDataInterval")
             if interval <= 0:
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(ALIGNED_POLL_S)
                 continue
             now = self.calendar.now().timestamp()
-            boundary = (now // interval + 1) * interval
+            boundary = max(now // interval + 1, sent // interval + 1) * interval
+            if boundary - now > ALIGNED_POLL_S:
+                await self.calendar.sleep(ALIGNED_POLL_S)
+                continue
             await self.calendar.sleep(boundary - now)
+            sent = boundary
             stamp = datetime.fromtimestamp(boundary, timezone.utc)
             for c in self.connectors.values():
                 self._send_meter_values(c, "Sample.Clock", self.cfg_list("MeterValuesAlignedData"), stamp)
@@ -510,13 +523,19 @@ class ChargePoint:
             self.uplink.enqueue(action, payload)
 
     # -- authorisation ---------------------------------------------------------------------------------
+    def _local_entry(self, token: str) -> dict[str, Any] | None:
+        """The token's idTagInfo from the local list (while LocalAuthListEnabled) or else the cache (while
+        AuthorizationCacheEnabled); None: unknown locally."""
+        if self.cfg_bool("LocalAuthListEnabled") and token in self.local_list:
+            return self.local_list[token]
+        if self.cfg_bool("AuthorizationCacheEnabled") and token in self.cache:
+            return self.cache[token]
+        return None
+
     def _local_status(self, token: str) -> str | None:
         """The token's status from the local list or the cache (None: unknown locally)."""
-        if self.cfg_bool("LocalAuthListEnabled") and token in self.local_list:
-            info = self.local_list[token]
-        elif self.cfg_bool("AuthorizationCacheEnabled") and token in self.cache:
-            info = self.cache[token]
-        else:
+        info = self._local_entry(token)
+        if info is None:
             return None
         expiry = info.get("expiryDate")
         if expiry and sc.parse_datetime(expiry) < self.calendar.now():
@@ -531,7 +550,7 @@ class ChargePoint:
         """Decide whether ``token`` may charge (an idTagInfo): local pre-authorisation, the CSMS, or the
         offline rules (local list and cache, AllowOfflineTxForUnknownId)."""
         local = self._local_status(token)
-        known = self.local_list.get(token) or self.cache.get(token) or {}
+        known = self._local_entry(token) or {}
         if self.cfg_bool("LocalPreAuthorize") and local == "Accepted":
             return dict(known, status="Accepted")
         if self.uplink.online and self.uplink.boot_accepted.is_set():
@@ -560,8 +579,9 @@ class ChargePoint:
         c.ev_suspended = False
         if c.transaction is not None and self.cfg_bool("StopTransactionOnEVSideDisconnect"):
             await self._stop_transaction(c, "EVDisconnected")
-        await self._set_status(c, self._idle_status(c) if c.transaction is None else "SuspendedEV")
         self._apply_pending_availability(c)
+        await self._set_status(c, self._idle_status(c) if c.transaction is None else "SuspendedEV")
+        await self._apply_pending_station_availability()
 
     async def _on_token(self, c: Connector, token: str) -> None:
         for other in self.connectors.values():
@@ -600,7 +620,7 @@ class ChargePoint:
 
     async def _start_transaction(self, c: Connector, token: str, profile: dict[str, Any] | None = None) -> None:
         assert c.outlet is not None
-        known = self.local_list.get(token) or self.cache.get(token) or {}
+        known = self._local_entry(token) or {}
         tx = Transaction(c.id, token, round(c.outlet.energy_wh()), self.calendar.now(), remote_profile=profile,
                          parent_id_tag=known.get("parentIdTag"))
         c.transaction = tx
@@ -653,12 +673,26 @@ class ChargePoint:
             await self._set_status(c, "Finishing")
         else:
             await self._set_status(c, self._idle_status(c))
-        self._apply_pending_availability(c)
+        if self._apply_pending_availability(c):
+            await self._set_status(c, self._idle_status(c))
+        await self._apply_pending_station_availability()
 
-    def _apply_pending_availability(self, c: Connector) -> None:
-        if c.pending_operative is not None and c.transaction is None:
-            c.operative, c.pending_operative = c.pending_operative, None
-            asyncio.ensure_future(self._set_status(c, self._idle_status(c)))
+    def _apply_pending_availability(self, c: Connector) -> bool:
+        """Apply the ChangeAvailability scheduled during ``c``'s transaction once it has ended (OCPP 1.6 §5.2);
+        True if it changed the connector's availability (its status is then to be reported)."""
+        if c.pending_operative is None or c.transaction is not None:
+            return False
+        c.operative, c.pending_operative = c.pending_operative, None
+        return True
+
+    async def _apply_pending_station_availability(self) -> None:
+        """A ChangeAvailability of connectorId 0 scheduled during transactions applies to the charge point as a
+        whole once the last of them has ended."""
+        s = self.station
+        if s.pending_operative is None or any(c.transaction is not None for c in self.connectors.values()):
+            return
+        s.operative, s.pending_operative = s.pending_operative, None
+        await self._set_status(s, "Available" if s.operative else "Unavailable")
 
     # -- CSMS-initiated messages ---------------------------------------------------------------------------
     def _handlers(self) -> dict[str, Handler]:
@@ -767,8 +801,10 @@ class ChargePoint:
             else:
                 c.operative = operative
                 asyncio.ensure_future(self._later(self._set_status(c, self._idle_status(c))))
-        if p["connectorId"] == 0 and not scheduled:
-            self.station.operative = operative
+        if p["connectorId"] == 0 and scheduled:
+            self.station.pending_operative = operative
+        elif p["connectorId"] == 0:
+            self.station.operative, self.station.pending_operative = operative, None
             asyncio.ensure_future(self._later(self._set_status(self.station, "Available" if operative else "Unavailable")))
         return {"status": "Scheduled" if scheduled else "Accepted"}
 

@@ -35,6 +35,15 @@ class Settings:
     """Tolerance on intervals and timestamps (certification labs configure 4 s)."""
     transaction_duration: float = 3.0
     """How long "no transaction is started" is watched."""
+    local_list_id_tag: str = "EVHILLOCAL01"
+    """An idTag the Central System does not know (it answers Invalid); only a local list accepts it."""
+    energy_tolerance: float = 0.02
+    """Relative difference allowed between the energy a charge point reports and the energy the rig's meter on
+    its connector counts: two meters of accuracy class 1 (IEC 62053-21; MID class B) may each be 1 % off. A
+    bench whose reference meter measures somewhere else (a DC charger's AC input) adds its conversion losses."""
+    reference_meter_lag: float = 1.0
+    """How old the register of the rig's reference meter may be when it is read: its update cycle plus the
+    Modbus round trip (the emulated meters update every 0.1 s; real ones within 1 s)."""
 
 
 SETTINGS = Settings()
@@ -140,3 +149,22 @@ async def connector_unavailable(cp: ChargerUnderTest, s: Settings = SETTINGS, co
     await cp.session.call_expect("ChangeAvailability", {"connectorId": target, "type": "Inoperative"}, "Accepted")
     match = {"status": "Unavailable"} if target == 0 else {"connectorId": target, "status": "Unavailable"}
     await cp.session.expect("StatusNotification", match, timeout=s.message_timeout)
+
+
+async def offline(cp: ChargerUnderTest, s: Settings = SETTINGS) -> None:
+    """Cut the network and wait until the CSMS sees the connection gone. From now on a BootNotification fails
+    the case: a reconnection is not a reboot (OCPP 1.6 §4.2)."""
+    cp.session.forbid("BootNotification")
+    await cp.control.cut_network()
+    deadline = asyncio.get_running_loop().time() + s.message_timeout
+    while cp.session.connected:
+        if asyncio.get_running_loop().time() > deadline:
+            raise ConformanceFailure("the charge point's connection did not drop after the network was cut")
+        await asyncio.sleep(0.05)
+
+
+async def online(cp: ChargerUnderTest, s: Settings = SETTINGS) -> None:
+    """Restore the network and wait for the charge point's new connection."""
+    before = cp.session.connections
+    await cp.control.restore_network()
+    await cp.session.wait_connected(timeout=s.message_timeout + 10, after=before)

@@ -1,6 +1,12 @@
-"""OCPP 1.6 Local Auth List Management, charge point under test (OCTT 1.6 §2.17)."""
+"""OCPP 1.6 Local Auth List Management, charge point under test (OCTT 1.6 §2.17).
+
+TC_043_1_CS also checks its expected result, which the OCTT leaves to the lab: a list the charge point does not
+use authorises nobody locally, online or offline, even one it had stored while the list was enabled.
+"""
 
 from __future__ import annotations
+
+import asyncio
 
 from hil.ocpp import states16 as st
 from hil.ocpp.conformance import ConformanceFailure, octt, step
@@ -61,15 +67,51 @@ async def test_tc_043_cs(booted16: ChargerUnderTest) -> None:
         await _version(booted16, 2)
 
 
+async def _list_while_enabled(cp: ChargerUnderTest, token: str) -> None:
+    """Memory: ``token`` Accepted on the local list, sent while LocalAuthListEnabled is true; nothing where the
+    charge point has no local list to enable or fill."""
+    answer = await cp.session.call("ChangeConfiguration", {"key": "LocalAuthListEnabled", "value": "true"})
+    if answer["status"] != "Accepted":
+        return
+    try:
+        await cp.session.call("SendLocalList", {"listVersion": 1, "updateType": "Full",
+                                                "localAuthorizationList": [_entry(token)]})
+    except CallError:
+        pass
+
+
 @octt("TC_043_1_CS")
 async def test_tc_043_1_cs(booted16: ChargerUnderTest) -> None:
-    await st.configure(booted16.session, LocalAuthListEnabled=False)
+    cp, session = booted16, booted16.session
+    token = S.local_list_id_tag
+    with step("memory", f"where the charge point has a local list: {token} on it, sent while the list was enabled"):
+        await _list_while_enabled(cp, token)
+    if await st.get_configuration(session, "LocalAuthListEnabled") is not None:
+        await st.configure(session, LocalAuthListEnabled=False)
     with step(1, "SendLocalList Full with the list not in use: NotSupported (or a NotSupported CALLERROR)"):
         try:
-            await _send(booted16, 1, "Full", [_entry(S.valid_id_tag)], "NotSupported")
+            await _send(cp, 1, "Full", [_entry(token)], "NotSupported")
         except CallError as exc:
             if exc.code != "NotSupported":
                 raise ConformanceFailure(f"CALLERROR {exc.code}, expected NotSupported") from None
+    with step("evhil", f"the list is not used online: {token}, which the Central System does not know, is sent in "
+                       "Authorize, answered Invalid, and starts no transaction (OCPP 1.6 §3.5.2, §9.1.13, §9.2.1)"):
+        await st.configure(session, LocalPreAuthorize=True)
+        await cp.control.plug_in(C)
+        await session.expect("StatusNotification", {"connectorId": C, "status": "Preparing"}, timeout=T)
+        await cp.control.present_token(token, C)
+        await session.expect("Authorize", {"idTag": token}, timeout=T)
+        await session.expect_none("StartTransaction", within=S.transaction_duration)
+    with step("evhil", f"nor offline: {token} presented offline with LocalAuthorizeOffline true starts no transaction "
+                       "(OCPP 1.6 §3.5, §9.1.12, §9.2.1)"):
+        unknown_offline = await st.get_configuration(session, "AllowOfflineTxForUnknownId") is not None
+        await st.configure(session, LocalAuthorizeOffline=True,
+                           **({"AllowOfflineTxForUnknownId": False} if unknown_offline else {}))
+        await st.offline(cp)
+        await cp.control.present_token(token, C)
+        await asyncio.sleep(0.5)
+        await st.online(cp)
+        await session.expect_none("StartTransaction", within=S.transaction_duration)
 
 
 @octt("TC_043_2_CS")

@@ -26,23 +26,6 @@ def _stamp(frame_payload: dict) -> float:
     return parse_datetime(frame_payload["meterValue"][0]["timestamp"]).timestamp()  # type: ignore[union-attr]
 
 
-async def _offline(cp: ChargerUnderTest) -> None:
-    """Cut the network and wait until the CSMS sees the connection gone."""
-    cp.session.forbid("BootNotification")
-    await cp.control.cut_network()
-    deadline = asyncio.get_running_loop().time() + T
-    while cp.session.connected:
-        if asyncio.get_running_loop().time() > deadline:
-            raise ConformanceFailure("the charge point's connection did not drop after the network was cut")
-        await asyncio.sleep(0.05)
-
-
-async def _online(cp: ChargerUnderTest) -> None:
-    before = cp.session.connections
-    await cp.control.restore_network()
-    await cp.session.wait_connected(timeout=T + 10, after=before)
-
-
 async def _offline_authorisation(cp: ChargerUnderTest, **extra: bool) -> None:
     await st.configure(cp.session, LocalAuthorizeOffline=True, LocalAuthListEnabled=True,
                        AuthorizationCacheEnabled=True, AllowOfflineTxForUnknownId=True, **extra)
@@ -55,12 +38,12 @@ async def test_tc_036_cs(booted16: ChargerUnderTest) -> None:
     await st.configure(session, MeterValueSampleInterval=interval)
     tx = await st.charging(cp)
     with step("offline", f"cut the network for at least 3 sample intervals ({3 * interval + 1} s)"):
-        await _offline(cp)
+        await st.offline(cp)
         lost_at = time.time()
         await asyncio.sleep(3 * interval + 1)
         session.consume_all()
         back_at = time.time()
-        await _online(cp)
+        await st.online(cp)
     with step(1, "the meter values sampled offline arrive, in chronological order before new ones, spaced "
                  "MeterValueSampleInterval"):
         taken_offline = int((back_at - lost_at) // interval) - 1
@@ -85,11 +68,11 @@ async def test_tc_037_1_cs(booted16: ChargerUnderTest) -> None:
     await _offline_authorisation(cp)
     await st.id_tag_local_auth_list(cp)
     with step("offline", "cut the network; the EV driver starts a transaction with a valid idTag"):
-        await _offline(cp)
+        await st.offline(cp)
         await cp.control.plug_in(C)
         await cp.control.present_token(S.valid_id_tag, C)
         await asyncio.sleep(0.5)
-        await _online(cp)
+        await st.online(cp)
     with step(1, "StartTransaction (answered Accepted) and StatusNotification Charging"):
         await session.expect("StartTransaction", {"connectorId": C, "idTag": S.valid_id_tag}, timeout=T)
         await session.expect("StatusNotification", {"connectorId": C, "status": "Charging"}, timeout=T)
@@ -99,11 +82,11 @@ async def _offline_invalid(cp: ChargerUnderTest, stop_on_invalid: bool) -> None:
     session = cp.session
     await _offline_authorisation(cp, StopTransactionOnInvalidId=stop_on_invalid)
     with step("offline", "cut the network; the EV driver starts a transaction with an idTag the CSMS rejects"):
-        await _offline(cp)
+        await st.offline(cp)
         await cp.control.plug_in(C)
         await cp.control.present_token(INVALID_TOKEN, C)
         await asyncio.sleep(0.5)
-        await _online(cp)
+        await st.online(cp)
     with step(1, "StartTransaction, answered Invalid; StatusNotification Charging"):
         start = await session.expect("StartTransaction", {"connectorId": C, "idTag": INVALID_TOKEN}, timeout=T)
         await session.expect("StatusNotification", {"connectorId": C, "status": "Charging"}, timeout=T)
@@ -133,10 +116,10 @@ async def test_tc_038_cs(booted16: ChargerUnderTest) -> None:
     cp, session = booted16, booted16.session
     tx = await st.charging(cp)
     with step("offline", "cut the network; the EV driver stops the transaction"):
-        await _offline(cp)
+        await st.offline(cp)
         await cp.control.present_token(S.valid_id_tag, C)
         await asyncio.sleep(0.5)
-        await _online(cp)
+        await st.online(cp)
     with step(1, "StopTransaction reason Local (or omitted), StatusNotification Finishing"):
         stop = await session.expect("StopTransaction", {"transactionId": tx}, timeout=T)
         if stop.get("reason", "Local") != "Local":
@@ -150,7 +133,7 @@ async def test_tc_039_cs(booted16: ChargerUnderTest) -> None:
     await _offline_authorisation(cp)
     await st.id_tag_local_auth_list(cp)
     with step("offline", "cut the network; start, stop and unplug while offline"):
-        await _offline(cp)
+        await st.offline(cp)
         await cp.control.plug_in(C)
         await cp.control.present_token(S.valid_id_tag, C)
         await asyncio.sleep(1.0)
@@ -158,7 +141,7 @@ async def test_tc_039_cs(booted16: ChargerUnderTest) -> None:
         await asyncio.sleep(0.3)
         await cp.control.unplug(C)
         await asyncio.sleep(0.3)
-        await _online(cp)
+        await st.online(cp)
     with step(1, "StartTransaction, answered Accepted"):
         start = await session.expect_frame("StartTransaction", {"connectorId": C, "idTag": S.valid_id_tag}, timeout=T)
         tx = await st.transaction_id_of(session, start.unique_id)

@@ -15,13 +15,12 @@ from hil.ocpp import states16 as st
 from hil.ocpp.conformance import ConformanceFailure, octt, step
 from hil.ocpp.fixtures import ChargerUnderTest
 from hil.ocpp.rpc import CallError
-from hil.ocpp.smart_charging import format_datetime, parse_datetime
+from hil.ocpp.smart_charging import LimitSettling, format_datetime, parse_datetime
 
 S = st.SETTINGS
 C = S.connector
 T = S.message_timeout
 PHASES = 3
-SETTLING_S = 10.0
 
 
 def profile(pid: int, purpose: str, stack: int, periods: list[tuple[int, float]], *, duration: int | None = None,
@@ -103,30 +102,19 @@ async def _drawing_above(cp: ChargerUnderTest, amps: float) -> None:
         await asyncio.sleep(0.2)
 
 
-async def _current_settles(cp: ChargerUnderTest, limit: float, hold_s: float = 2.0) -> None:
-    """Energy flows and the connector's meter stays within limit x 1.02 + 1 A for ``hold_s`` s, reached
-    within the local settling time. Skipped when the rig has no meter on the connector's port."""
+async def _current_settles(cp: ChargerUnderTest, limit: float) -> None:
+    """Energy flows and the connector's meter settles within limit x 1.02 + 1 A within the local settling
+    time (``hil.ocpp.smart_charging.LimitSettling``). Skipped when the rig has no meter on the connector's
+    port."""
     if await _phase_current(cp) is None:
         return
-    band = limit * 1.02 + 1.0
-    loop = asyncio.get_running_loop()
     await _drawing_above(cp, 0.5)
-    deadline = loop.time() + SETTLING_S
-    since: float | None = None
-    worst = 0.0
-    while True:
-        current = await _phase_current(cp) or 0.0
-        now = loop.time()
-        if current <= band:
-            since = now if since is None else since
-            if now - since >= hold_s:
-                return
-        else:
-            since, worst = None, max(worst, current)
-        if now > deadline:
-            raise ConformanceFailure(f"the connector's meter read up to {worst:.1f} A per phase for {SETTLING_S:g} s "
-                                     f"under a {limit:g} A limit (band {band:.1f} A): the profile is not applied")
+    loop = asyncio.get_running_loop()
+    judge = LimitSettling(limit, loop.time())
+    while (verdict := judge.add(loop.time(), await _phase_current(cp) or 0.0)) is None:
         await asyncio.sleep(0.25)
+    if not verdict:
+        raise ConformanceFailure(judge.failure())
 
 
 @octt("TC_056_CS")

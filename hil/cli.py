@@ -187,6 +187,10 @@ def _can_configs() -> list[dict[str, Any]]:
     return configs
 
 
+EMULATED_WORKERS = 4
+"""``hil run``'s pytest-xdist workers on an emulated rig."""
+
+
 @app.command()
 def run(
     suites: Annotated[Optional[list[Path]], typer.Argument(help="suite folders or test files (default: all suites)")] = None,
@@ -197,6 +201,9 @@ def run(
     progress: Annotated[Optional[bool], typer.Option(
         "--progress/--no-progress", help="live progress line (default: on a terminal, unless the rig prompts a person)",
         show_default=False)] = None,
+    workers: Annotated[Optional[int], typer.Option(
+        help="pytest-xdist workers (default: 4 on an emulated rig, whose tests mostly wait on its clock; 1 on a "
+             "bench, whose instruments one test at a time may drive)", min=1, show_default=False)] = None,
 ) -> None:
     """Run suites against a rig and build the HTML report; print its path last.
 
@@ -218,6 +225,9 @@ def run(
         f"--junitxml={run_dir / 'junit.xml'}", f"--alluredir={run_dir / 'allure-results'}", f"--run-dir={run_dir}",
         "-q", f"--rootdir={ROOT}", *(["--color=yes"] if live else []), *(pytest_args or []),
     ]
+    parallel = workers if workers is not None else (EMULATED_WORKERS if spec.emulated else 1)
+    if parallel > 1:
+        command += ["-n", str(parallel)]
     out.print(f"run {run_dir.name}: {' '.join(targets)} on rig {rig_path}", highlight=False)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if live:

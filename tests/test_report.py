@@ -384,7 +384,8 @@ def test_live_progress_on_a_terminal_shows_the_test_and_the_counts(tmp_path: Pat
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
     proc = subprocess.Popen([sys.executable, "-m", "hil.cli", "run", str(suite), "--reports", str(tmp_path / "reports"),
-                             "--no-report"], stdin=subprocess.DEVNULL, stdout=follower, stderr=follower, cwd=tmp_path,
+                             "--no-report", "--workers", "1"],  # one test after the other, each shown running
+                            stdin=subprocess.DEVNULL, stdout=follower, stderr=follower, cwd=tmp_path,
                             env={**os.environ, "TERM": "xterm-256color", "COLUMNS": "160", "LINES": "40"})
     os.close(follower)
     chunks = []

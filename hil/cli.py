@@ -202,8 +202,9 @@ def run(
         "--progress/--no-progress", help="live progress line (default: on a terminal, unless the rig prompts a person)",
         show_default=False)] = None,
     workers: Annotated[Optional[int], typer.Option(
-        help="pytest-xdist workers (default: 4 on an emulated rig, whose tests mostly wait on its clock; 1 on a "
-             "bench, whose instruments one test at a time may drive)", min=1, show_default=False)] = None,
+        help="pytest-xdist workers (default: 4 on an emulated rig with evhil's own devices, whose tests mostly wait "
+             "on its clock; 1 on a bench or with a product in the loop, which one test at a time may drive)",
+        min=1, show_default=False)] = None,
 ) -> None:
     """Run suites against a rig and build the HTML report; print its path last.
 
@@ -225,7 +226,8 @@ def run(
         f"--junitxml={run_dir / 'junit.xml'}", f"--alluredir={run_dir / 'allure-results'}", f"--run-dir={run_dir}",
         "-q", f"--rootdir={ROOT}", *(["--color=yes"] if live else []), *(pytest_args or []),
     ]
-    parallel = workers if workers is not None else (EMULATED_WORKERS if spec.emulated else 1)
+    own = spec.emulated and spec.dut.kind in ("reference", "none")  # evhil's own devices only: no product to share
+    parallel = workers if workers is not None else (EMULATED_WORKERS if own else 1)
     if parallel > 1:
         command += ["-n", str(parallel)]
     out.print(f"run {run_dir.name}: {' '.join(targets)} on rig {rig_path}", highlight=False)

@@ -45,7 +45,6 @@ from hil.controllers.observation import (
 )
 from hil.controllers.reference import Parallel, Sequential, declared_unmanaged_a
 from hil.site.scenarios import Scenario
-from legal_controllers import OnShell
 
 
 def _parallel(scenario: Scenario, unmanaged_max_a: float | None = None) -> Parallel:
@@ -544,7 +543,7 @@ class SequentialAdvancesOnlyOnUnplug(Distorts):
 
 
 @dataclass
-class PausesAllWhenShareBelowMinimum(OnShell):
+class PausesAllWhenShareBelowMinimum(Allocates):
     """Defect: a fixed share per port (each phase's headroom divided by the site's number of ports, free ones
     included) through the 6 A quantiser, nothing a free port leaves redistributed: when the share falls below
     6 A every port pauses, although the site has room to serve sessions at 6 A. Caught by service under
@@ -553,7 +552,7 @@ class PausesAllWhenShareBelowMinimum(OnShell):
     name: str = "pauses-all-when-share-below-minimum"
     architecture: str = "local"
 
-    def allocate(self, budget: Budget, obs: Observation) -> Array:
+    def share(self, budget: Budget, obs: Observation) -> Array:
         per_port = budget.headroom_a / max(len(budget.caps_a), 1)
         share = np.where(budget.phases > 0, per_port[None, :], np.inf).min(axis=1)
         return quantise(np.minimum(share, budget.caps_a), budget.caps_a)

@@ -10,14 +10,14 @@ what was allowed, and when it first failed.
   serves no port on any phase the session would use, the site has room there for the minimum current and a
   reserve (the limit less the reference meter's current is at least 6 A, plus the band's margin, plus
   ``RESERVE_FRACTION`` of the limit and ``RESERVE_A`` that a controller may keep back as it likes), and the
-  session has no set point, the controller has ``service_s`` (the architecture's settling time) to give it
-  current. A port counts as served while its set point is at least 6 A and its EV drew within the last
-  ``FINISHED_S`` (or the set point is younger than that): a controller that keeps allocating an EV that has
-  long stopped drawing (full, or gone dark) serves nobody. Allocation order is the product's: a sequential
-  site that serves one session at a time passes, a site that leaves a session waiting while it serves
-  nobody does not. Spans in which a fault lets a legal controller pause
-  every session (its site meter gone or wrong, its bus to the chargers lossy) are not judged, up to the
-  recovery time after the fault clears.
+  session has no set point, the controller has ``service_s`` (the architecture's settling time plus
+  ``SESSION_START_S``, a charger's own start of a session) to give it current. A port counts as served
+  while its set point is at least 6 A and its EV drew within the last ``FINISHED_S`` (or the set point is
+  younger than that): a controller that keeps allocating an EV that has long stopped drawing (full, or gone
+  dark) serves nobody. Allocation order is the product's: a sequential site that serves one session at a
+  time passes, a site that leaves a session waiting while it serves nobody does not. Spans in which a fault
+  lets a legal controller pause every session (its site meter gone or wrong, its bus to the chargers lossy)
+  are not judged, up to the recovery time after the fault clears.
 
 Units: seconds, A per phase.
 """
@@ -45,6 +45,9 @@ waiting session: 10 % of the limit plus 3 A (a design's safety margin is its own
 FINISHED_S = 60.0
 """An allocated EV that has drawn nothing for this long no longer counts as served: the time the reference's
 sequential controller takes to see that its session has finished (measured current under 1 A for 60 s) [s]."""
+SESSION_START_S = 10.0
+"""Added to the settling time for service: a charger's own start of a session (authorisation, the transaction,
+the EV's handshake) before any set point can apply [s]."""
 RECOVERY_S = 60.0
 """After a fault that lets a controller pause every session clears, the controller has this long (plus its
 settling time) to serve sessions again: the reference's 60 s of healthy data before leaving its fallback [s]."""

@@ -29,7 +29,7 @@ import numpy as np
 
 from hil.compliance.check import SETTLING_S, SUSTAINED_S, ComplianceReport
 from hil.compliance.monitor import RATE_HZ
-from hil.compliance.sessions import RECOVERY_S, Rule, minimum_current, service
+from hil.compliance.sessions import RECOVERY_S, SESSION_START_S, Rule, minimum_current, service
 from hil.control import SiteControl
 from hil.controllers.observation import Controller
 from hil.controllers.reference import CONTROLLERS
@@ -288,7 +288,7 @@ def session_rules(condition: Condition, result: RigRunResult, settling_s: float 
     site_a, limit_a = (current[at], limit[at]) if len(mt) else (np.zeros((len(t), 3)), np.full((len(t), 3), np.inf))
     return [minimum_current(t, result.setpoint_a),
             service(t, result.setpoint_a, result.run.port_a, result.wanting, result.port_phases, limit_a, site_a,
-                    max(settling_s, SETTLING_S["local"]), excused_spans(condition))]
+                    max(settling_s, SETTLING_S["local"] or 0.0) + SESSION_START_S, excused_spans(condition))]
 
 
 def excused_spans(condition: Condition) -> list[tuple[float, float]]:

@@ -3,8 +3,8 @@ second into the outage, so the CSMS cannot deliver the lower limit.
 
 The site runs for real (``hil.site.cloud_run``): evhil's CSMS allocates with each reference controller and
 sends OCPP 1.6 profiles over WebSockets to four charge point emulators on plant ports; the network of
-every charge point is cut through the control seam. Everything runs on one scaled clock (80 x), so the
-33-minute scenario takes about 25 s.
+every charge point is cut through the control seam. Everything runs on one scaled clock (40 x), so the
+33-minute scenario takes about 50 s.
 
 What a careful cloud architecture does (``hil.controllers.cloud``): at boot the CSMS installs on every charge
 point a ChargePointMaxProfile floor, its share of the lowest limit the site may see, under a 20 s lease
@@ -33,7 +33,7 @@ from matplotlib import pyplot as plt  # noqa: E402 - after choosing the backend
 
 pytestmark = pytest.mark.emulated_only
 
-SCALE = 80.0
+SCALE = 40.0
 """Simulated seconds per wall-clock second."""
 OUTAGE = Outage(start_s=60.0, duration_s=1800.0)
 STEP_S = 61.0

@@ -70,7 +70,7 @@ CONDITIONS = {
     "short_sessions": Condition(
         "short sessions in turn", "four EVs that each want 0.08 kWh arrive 5 s apart behind a 40 A feeder: each is "
         "served in the controller's order, and none waits while the site idles",
-        site("short-sessions", [ev(p, 5.0 * p, energy_kwh=0.08) for p in range(4)], limit_a=40.0, duration_s=100),
+        site("short-sessions", [ev(p, 5.0 * p, energy_kwh=0.08) for p in range(4)], limit_a=40.0, duration_s=110),
         trigger_s=0.0, min_ports=2),
 }
 

@@ -124,11 +124,7 @@ async def test_tc_j_01_cs(booted201: ChargerUnderTest) -> None:
     what = f"MeterValues every {ALIGNED_INTERVAL} s (AlignedDataCtrlr.Interval)"
     with step(1, f"MeterValues, context Sample.Clock, an element per AlignedDataMeasurands; {SAMPLES} samples"):
         values = await _distinct_samples(booted201, "MeterValues", {}, SAMPLES, ALIGNED_INTERVAL, what)
-        for mv in values:
-            if mv["sampledValue"][0].get("context") != "Sample.Clock":
-                raise ConformanceFailure(f"sampledValue[0].context {mv['sampledValue'][0].get('context')!r}, "
-                                         f"expected Sample.Clock: {show(mv)}")
-            _has_measurands(mv, measurands, "MeterValues")
+        _sampled_as(values, "Sample.Clock", measurands, "MeterValues")
     with step("post", f"the samples' timestamps are AlignedDataCtrlr.Interval ({ALIGNED_INTERVAL} s) apart"):
         _spacing([_stamp(mv) for mv in values], ALIGNED_INTERVAL, what)
 
@@ -146,13 +142,18 @@ async def test_tc_j_09_cs(booted201: ChargerUnderTest) -> None:
                  f"{SAMPLES} samples"):
         values = await _distinct_samples(booted201, "TransactionEvent", st.event_match(
             event_type="Updated", trigger="MeterValuePeriodic", tx=tx), SAMPLES, interval, what)
-        for mv in values:
-            if mv["sampledValue"][0].get("context") != "Sample.Periodic":
-                raise ConformanceFailure(f"sampledValue[0].context {mv['sampledValue'][0].get('context')!r}, "
-                                         f"expected Sample.Periodic: {show(mv)}")
-            _has_measurands(mv, measurands, "TransactionEvent")
+        _sampled_as(values, "Sample.Periodic", measurands, "TransactionEvent")
     with step("post", f"the samples' timestamps are SampledDataTxUpdatedInterval ({interval} s) apart"):
         _spacing([_stamp(mv) for mv in values], interval, what)
+
+
+def _sampled_as(values: list[dict[str, Any]], context: str, measurands: list[str], message: str) -> None:
+    """Each meter value's first sampledValue has ``context``, and the values hold every one of ``measurands``."""
+    for mv in values:
+        if mv["sampledValue"][0].get("context") != context:
+            raise ConformanceFailure(f"sampledValue[0].context {mv['sampledValue'][0].get('context')!r}, "
+                                     f"expected {context}: {show(mv)}")
+        _has_measurands(mv, measurands, message)
 
 
 async def _settled_register_wh(cs: ChargerUnderTest) -> float | None:

@@ -681,11 +681,11 @@ def selftest(
         help=f"comma-separated families to run: {', '.join(SELFTEST_FAMILIES)} (default: all)")] = None,
     catalogues: Annotated[Path, typer.Option(help="folder of the catalogues of defects and legal variants")] = ROOT / "tests",
     names: Annotated[Optional[str], typer.Option(help="comma-separated defects or variants (default: every one)")] = None,
-    quick: Annotated[bool, typer.Option("--quick", help="each defect through its expected tests only, each legal "
-                                                        "variant through the tests its difference touches")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="each legal variant only through the tests its difference "
+                                                        "touches (default: through whole suites)")] = False,
     reports: Annotated[Path, typer.Option(help="where runs write their output")] = Path("reports"),
-    workers: Annotated[int, typer.Option(help="pytest-xdist workers for the site suites, and OCPP runs at a time",
-                                         min=1)] = 4,
+    workers: Annotated[int, typer.Option(help="pytest-xdist workers of the site suites, and OCPP runs at a time (half "
+                                              "as many beside the site suites); the runs mostly wait", min=1)] = 6,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="also write the table as JSON here")] = None,
 ) -> None:
     """Sensitivity of the suites: run them against every seeded defect (site controllers, OCPP 1.6 charge
@@ -713,7 +713,7 @@ def selftest(
                                workers=workers) if "site" in chosen else None
             ocpp = [f for f in chosen if f != "site"]
             rows = ocpp_selftest.run(catalogues, run_dir / "ocpp", families=ocpp, names=wanted, quick=quick,
-                                     workers=workers) if ocpp else []
+                                     workers=max(1, workers // 2) if site is not None else workers) if ocpp else []
             rows = (site.result() if site is not None else []) + rows
     except (ValueError, RuntimeError) as exc:
         err.print(f"error: {exc}", highlight=False, soft_wrap=True)

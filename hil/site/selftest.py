@@ -10,10 +10,10 @@ The catalogues are Python files in one folder (the project's are in ``tests/``):
 - ``legal_controllers.py`` (optional): ``CATALOGUE`` of legal controllers that allocate, order or ramp
   differently from the references, and ``LEGAL``, name -> the tests their difference touches most.
 
-``run`` starts one pytest run of the suites with every controller as a ``--controller`` (each suite test
-then runs once per controller) and reads the run record: a test catches a defect when its verdict is a
-failure of the device under test. ``quick`` runs each defect only through its expected catchers and each
-legal variant only through its ``LEGAL`` tests. The time to detection is the earliest, over the catching
+``run`` starts one pytest run of the suites with every controller as a ``--controller``, each defect only
+through its expected catchers and each legal variant through every test (``quick``: only its ``LEGAL``
+tests), and reads the run record: a test catches a defect when its verdict is a failure of the device under
+test. The time to detection is the earliest, over the catching
 tests, from the test's trigger (limit step, fault) to its first failing window or rule.
 
 Units: seconds.
@@ -76,8 +76,9 @@ def run(folder: Path, run_dir: Path, *, names: set[str] | None = None, quick: bo
     base = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--rootdir={ROOT}",
             "--controller", ",".join(chosen), "--reference", "none"]
     targets = [str(ROOT / "suites" / s) for s in SUITES]
-    if quick:
-        targets = _expected_nodes(base, targets, {name: catchers for name, _, catchers in chosen.values()})
+    every = set() if quick else {full for full, (_, legal, _) in chosen.items() if legal}
+    targets = _expected_nodes(base, targets, {full.rpartition(":")[2]: catchers for full, (_, _, catchers)
+                                              in chosen.items() if full not in every}, every={c.rpartition(":")[2] for c in every})
     run_dir.mkdir(parents=True, exist_ok=True)
     command = [*base, *targets, "-q", f"--run-dir={run_dir}", f"--junitxml={run_dir / 'junit.xml'}",
                *(["-n", str(workers)] if workers > 1 else [])]
@@ -90,8 +91,10 @@ def run(folder: Path, run_dir: Path, *, names: set[str] | None = None, quick: bo
     return _sensitivities(json.loads(record.read_text()), chosen)
 
 
-def _expected_nodes(base: list[str], targets: list[str], expected: dict[str, tuple[str, ...]]) -> list[str]:
-    """The collected test ids that are an expected test of their own controller."""
+def _expected_nodes(base: list[str], targets: list[str], expected: dict[str, tuple[str, ...]],
+                    every: frozenset[str] | set[str] = frozenset()) -> list[str]:
+    """The collected test ids that are an expected test of their own controller, and every test of the
+    controllers in ``every``."""
     listing = subprocess.run([*base, *targets, "--collect-only", "-q"], capture_output=True, text=True)
     nodes = [line.strip() for line in listing.stdout.splitlines() if "::" in line]
     if not nodes:
@@ -100,6 +103,8 @@ def _expected_nodes(base: list[str], targets: list[str], expected: dict[str, tup
     for node in nodes:
         name = _relative(node)
         params = set(_params(name))
+        if params & every:
+            chosen.append(node)
         for controller, tests in expected.items():
             if controller in params and any(matches(_without(name, controller), c) for c in tests):
                 chosen.append(node)

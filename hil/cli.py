@@ -685,7 +685,7 @@ def selftest(
                                                         "touches (default: through whole suites)")] = False,
     reports: Annotated[Path, typer.Option(help="where runs write their output")] = Path("reports"),
     workers: Annotated[int, typer.Option(help="pytest-xdist workers of the site suites, and OCPP runs at a time (half "
-                                              "as many beside the site suites); the runs mostly wait", min=1)] = 6,
+                                              "as many, rounded up, beside the site suites)", min=1)] = 4,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="also write the table as JSON here")] = None,
 ) -> None:
     """Sensitivity of the suites: run them against every seeded defect (site controllers, OCPP 1.6 charge
@@ -713,7 +713,7 @@ def selftest(
                                workers=workers) if "site" in chosen else None
             ocpp = [f for f in chosen if f != "site"]
             rows = ocpp_selftest.run(catalogues, run_dir / "ocpp", families=ocpp, names=wanted, quick=quick,
-                                     workers=max(1, workers // 2) if site is not None else workers) if ocpp else []
+                                     workers=(workers + 1) // 2 if site is not None else workers) if ocpp else []
             rows = (site.result() if site is not None else []) + rows
     except (ValueError, RuntimeError) as exc:
         err.print(f"error: {exc}", highlight=False, soft_wrap=True)

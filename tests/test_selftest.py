@@ -60,7 +60,7 @@ def test_rows_judge_defects_and_legal_variants() -> None:
 def test_quick_selftest_catches_every_defect_and_fails_no_legal_variant(tmp_path: Path) -> None:
     """The whole catalogue, quick: the output is the table and its totals, no test output or traceback."""
     table = tmp_path / "selftest.json"
-    done = subprocess.run([sys.executable, "-m", "hil.cli", "selftest", "--quick", "--workers", "4",
+    done = subprocess.run([sys.executable, "-m", "hil.cli", "selftest", "--quick", "--workers", "3",
                            f"--reports={tmp_path / 'reports'}", f"--json={table}"],
                           capture_output=True, text=True, timeout=1500)
     assert "Traceback" not in done.stdout + done.stderr, done.stdout[-4000:] + done.stderr[-4000:]

@@ -231,28 +231,20 @@ def stale_step(name: str) -> Verdict:
                  [Fault(100.0, cleared=220.0)])
 
 
-def demand_response(name: str) -> Verdict:
-    return judge(DR, build(name, DR))
+def on(scenario: Scenario, label: str) -> Callable[[str], Verdict]:
+    """The condition ``label``: a controller by name on ``scenario``, judged, with no fault."""
+    def condition(name: str) -> Verdict:
+        return judge(scenario, build(name, scenario))
+    condition.__name__ = label
+    return condition
 
 
-def demand_response_with_notice(name: str) -> Verdict:
-    return judge(DR_NOTICE, build(name, DR_NOTICE))
-
-
-def unmanaged_step(name: str) -> Verdict:
-    return judge(UNMANAGED_STEP, build(name, UNMANAGED_STEP))
-
-
-def imbalance(name: str) -> Verdict:
-    return judge(IMBALANCE, build(name, IMBALANCE))
-
-
-def scarcity(name: str) -> Verdict:
-    return judge(SCARCITY, build(name, SCARCITY))
-
-
-def short_sessions(name: str) -> Verdict:
-    return judge(SHORT, build(name, SHORT))
+demand_response = on(DR, "demand_response")
+demand_response_with_notice = on(DR_NOTICE, "demand_response_with_notice")
+unmanaged_step = on(UNMANAGED_STEP, "unmanaged_step")
+imbalance = on(IMBALANCE, "imbalance")
+scarcity = on(SCARCITY, "scarcity")
+short_sessions = on(SHORT, "short_sessions")
 
 
 def declared_single_phase(name: str) -> Verdict:

@@ -8,6 +8,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from hil.ocpp import selftest
+from hil.ocpp.precheck import testcase_outcome
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,16 +27,7 @@ def run_cases(suite: str, option: str, target: str, cases: set[str], tmp_path: P
 def junit_outcomes(path: Path) -> dict[str, tuple[str, str]]:
     """Test name (with its parameters) -> (passed | failed | error | skipped, message) from a JUnit XML report;
     an expected failure shows as skipped with its reason."""
-    outcomes: dict[str, tuple[str, str]] = {}
-    for case in ET.parse(path).iter("testcase"):
-        outcome, message = "passed", ""
-        for tag, name in (("failure", "failed"), ("error", "error"), ("skipped", "skipped")):
-            element = case.find(tag)
-            if element is not None:
-                outcome, message = name, element.get("message", "")
-                break
-        outcomes[case.get("name", "")] = (outcome, message)
-    return outcomes
+    return {case.get("name", ""): testcase_outcome(case) for case in ET.parse(path).iter("testcase")}
 
 
 def free_ports(count: int) -> list[int]:

@@ -73,14 +73,17 @@ def outcomes_from_junit(path: Path) -> dict[str, CaseOutcome]:
             case = catalogue.case_from_test_name(tc.get("name", "")).id
         except (ValueError, KeyError):
             continue
-        outcome, message = "passed", ""
-        for tag, name in (("failure", "failed"), ("error", "error"), ("skipped", "skipped")):
-            element = tc.find(tag)
-            if element is not None:
-                outcome, message = name, element.get("message", "")
-                break
-        found[case] = CaseOutcome(outcome, message, float(tc.get("time", "0") or 0.0))
+        found[case] = CaseOutcome(*testcase_outcome(tc), float(tc.get("time", "0") or 0.0))
     return found
+
+
+def testcase_outcome(tc: ET.Element) -> tuple[str, str]:
+    """``(passed | failed | error | skipped, message)`` of one JUnit ``testcase`` element."""
+    for tag, name in (("failure", "failed"), ("error", "error"), ("skipped", "skipped")):
+        element = tc.find(tag)
+        if element is not None:
+            return name, element.get("message", "")
+    return "passed", ""
 
 
 def run(declaration: Declaration, rig: Path, out_dir: Path, extra: list[str] | None = None) -> PrecheckReport:
